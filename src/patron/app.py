@@ -1,0 +1,127 @@
+"""The FastAPI application factory: mounts every domain's router and the error handlers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from patron import __version__
+from patron.auth.api import router as auth_router
+from patron.collect.api import router as collect_router
+from patron.collect.tracking import CORS_HEADERS, TRACKING_PATHS
+from patron.collect.tracking import router as tracking_router
+from patron.core.errors import PatronError
+from patron.core.runtime import Runtime
+from patron.core.web import json_response
+from patron.pipeline import Processor
+
+log = logging.getLogger("patron")
+
+
+def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
+    """Build the application on ``runtime``; ``process`` runs the processing loop inside it."""
+    run_processor = runtime.settings.process_in_server if process is None else process
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = None
+        if run_processor:
+            processor = Processor(runtime.sessions, batch_size=runtime.settings.process_batch_size)
+            idle = runtime.settings.process_idle_ms / 1000
+            thread = threading.Thread(
+                target=processor.run, args=(stop, idle), name="patron-processor", daemon=True
+            )
+            thread.start()
+        yield
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=10)
+
+    app = FastAPI(
+        title="Patron",
+        version=__version__,
+        description="Customer data platform with the CRM built in.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    _install_error_handlers(app)
+    _install_tracking_cors(app)
+    app.include_router(tracking_router)
+    app.include_router(auth_router)
+    app.include_router(collect_router)
+    _mount_web(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _mount_web(app: FastAPI) -> None:
+    # The UI and the browser snippet are optional mounts: the API works without them.
+    from patron.web.views import mount
+
+    mount(app)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PatronError)
+    async def domain_error(_request: Request, exc: PatronError) -> Response:
+        return json_response(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            for e in errors
+        ]
+        first = details[0] if details else {"field": None, "message": "invalid request"}
+        body = {
+            "code": "validation_error",
+            "message": f"{first['field']}: {first['message']}"
+            if first["field"]
+            else first["message"],
+            "field": first["field"],
+            "details": details,
+        }
+        return json_response(body, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return json_response(
+            {"code": code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return json_response(
+            {"code": "internal_error", "message": "an unexpected error occurred; it was logged"},
+            status_code=500,
+        )
+
+
+def _install_tracking_cors(app: FastAPI) -> None:
+    # Browsers post from any site that embeds the snippet; the write key, not a cookie, is
+    # the credential, so a wildcard origin is safe here and only here.
+    @app.middleware("http")
+    async def tracking_cors(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if request.url.path in TRACKING_PATHS or request.url.path.startswith("/v1/projects/"):
+            for name, value in CORS_HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response

@@ -1,0 +1,1 @@
+"""Users, roles, API tokens, UI sessions and the audit log."""

@@ -1,0 +1,42 @@
+"""Request and response shapes of the access API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class UserCreate(BaseModel):
+    email: str
+    role: str
+    name: str = ""
+    password: str | None = Field(None, description="Omit for an API-only user.")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    active: bool
+    created_at: datetime
+
+
+class TokenCreate(BaseModel):
+    name: str = ""
+    email: str | None = Field(None, description="Whose token; admins only. Default: yours.")
+
+
+class TokenOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    token: str = Field(description="The secret. Shown once; store it now.")
+
+
+class LoginIn(BaseModel):
+    email: str
+    password: str

@@ -1,0 +1,216 @@
+"""The command line: ``patron serve|worker|migrate|demo|sources|users|tokens|import|export``.
+
+Every command that creates something takes ``--json`` and then prints exactly one JSON
+object on stdout, for scripts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from patron.auth import service as auth_service
+from patron.collect import service as collect_service
+from patron.core.db import create_db_engine
+from patron.core.errors import DatabaseBehind, PatronError
+from patron.core.migrations import current_revision, head_revision, upgrade
+from patron.core.runtime import Runtime
+from patron.core.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+sources_app = typer.Typer(no_args_is_help=True, help="Sources and their write keys.")
+users_app = typer.Typer(no_args_is_help=True, help="Users and roles.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens for the management API.")
+import_app = typer.Typer(no_args_is_help=True, help="Import files of events or people.")
+export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL.")
+app.add_typer(sources_app, name="sources")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+console = Console(stderr=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def emit(data: dict[str, Any], *, as_json: bool, human: str) -> None:
+    if as_json:
+        typer.echo(orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode())
+    else:
+        console.print(human)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def start_runtime(settings: Settings | None = None) -> Runtime:
+    try:
+        return Runtime.start(settings or get_settings())
+    except DatabaseBehind as exc:
+        raise fail(str(exc)) from None
+
+
+def main() -> None:
+    try:
+        app()
+    except PatronError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the HTTP API, the UI and the processing loop in one process."""
+    import uvicorn
+
+    from patron.app import create_app
+
+    settings = get_settings()
+    runtime = start_runtime(settings)
+    host, port = host or settings.host, port or settings.port
+    console.print(f"Patron is listening on [bold]http://{host}:{port}[/bold]")
+    uvicorn.run(
+        create_app(runtime),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the processing loop alone (production: beside `serve` with processing turned off)."""
+    from patron.pipeline import Processor
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    runtime = start_runtime(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    console.print("Patron worker is processing the event log (Ctrl+C stops it)")
+    Processor(runtime.sessions, batch_size=settings.process_batch_size).run(
+        stop, settings.process_idle_ms / 1000
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = get_settings()
+    engine = create_db_engine(settings)
+    before = current_revision(engine)
+    try:
+        upgrade(engine)
+    except Exception as exc:
+        raise fail(f"migration failed at revision {before or 'none'}: {exc}") from exc
+    console.print(f"database at revision {head_revision(engine)} (was {before or 'empty'})")
+
+
+@sources_app.command("create")
+def sources_create(
+    name: str,
+    kind: Annotated[str, typer.Option(help="server, browser, mobile, import or crm.")] = "server",
+    origin: Annotated[
+        list[str] | None, typer.Option(help="Allowed browser origin (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a source and print its write key (shown once)."""
+    runtime = start_runtime()
+    with runtime.sessions() as db:
+        source, key = collect_service.create_source(
+            db, name=name, kind=kind, allowed_origins=origin or []
+        )
+        db.commit()
+    emit(
+        {"id": str(source.id), "name": source.name, "kind": source.kind, "write_key": key},
+        as_json=as_json,
+        human=f"source [bold]{source.name}[/bold] created; write key: [bold]{key}[/bold]",
+    )
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """List the sources."""
+    runtime = start_runtime()
+    table = Table("name", "kind", "enabled", "key prefix", "id")
+    with runtime.sessions() as db:
+        for s in collect_service.list_sources(db):
+            table.add_row(s.name, s.kind, str(s.enabled), s.write_key_prefix, str(s.id))
+    Console().print(table)
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    role: Annotated[str, typer.Option(help="admin, manager, sales, support, marketing, analyst")],
+    password: Annotated[
+        str | None, typer.Option(help="Omit for an API-only user.", envvar="PATRON_NEW_PASSWORD")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user."""
+    runtime = start_runtime()
+    with runtime.sessions() as db:
+        user = auth_service.create_user(db, email=email, role=role, password=password, name=name)
+        db.commit()
+    emit(
+        {"id": str(user.id), "email": user.email, "role": user.role},
+        as_json=as_json,
+        human=f"user [bold]{user.email}[/bold] created with role {user.role}",
+    )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    email: str,
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API token for a user and print it (shown once)."""
+    runtime = start_runtime()
+    with runtime.sessions() as db:
+        user = auth_service.get_user_by_email(db, email)
+        token, secret = auth_service.create_token(db, user=user, name=name)
+        db.commit()
+    emit(
+        {"id": str(token.id), "email": user.email, "token": secret},
+        as_json=as_json,
+        human=f"API token for {user.email}: [bold]{secret}[/bold]",
+    )
+
+
+@export_app.command("events")
+def export_events(
+    output: Annotated[Path, typer.Argument(help="JSONL file to write; - for stdout.")],
+    source: Annotated[str | None, typer.Option(help="Only this source (name).")] = None,
+) -> None:
+    """Write the event log as JSONL (one Segment-shaped message a line), oldest first."""
+    from patron.collect.exports import export_events as run_export
+
+    runtime = start_runtime()
+    with runtime.sessions() as db:
+        count = run_export(db, output=output, source_name=source)
+    if str(output) != "-":
+        console.print(f"wrote {count} events to {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,421 @@
+"""Sources and write keys, accepting messages into the event log, and reading it back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, Select, func, insert, select
+from sqlalchemy.orm import Session
+
+from patron.auth.service import Actor, record_audit
+from patron.collect.messages import Message as NormalisedMessage
+from patron.collect.messages import (
+    MessageError,
+    Rejection,
+    RequestMeta,
+    encoded_size,
+    normalise,
+)
+from patron.collect.models import Event, RejectedMessage, Source
+from patron.core.clock import utcnow
+from patron.core.dialect import insert_ignoring_conflicts, lock_event_log
+from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from patron.core.ids import hash_secret, new_id, new_secret
+from patron.core.pagination import Page, decode_int_cursor, encode_cursor
+
+SOURCE_KINDS = ("server", "browser", "mobile", "import", "crm")
+MAX_RAW_KEPT = 64 * 1024
+MAX_MESSAGE_BYTES = 32 * 1024
+
+
+# --- sources ---------------------------------------------------------------------------
+
+
+def create_source(
+    session: Session,
+    *,
+    name: str,
+    kind: str = "server",
+    allowed_origins: Sequence[str] = (),
+    actor: Actor | None = None,
+) -> tuple[Source, str]:
+    """Create a source; the write key is returned once and only its hash is stored."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("a source needs a name of 1 to 200 characters", field="name")
+    if kind not in SOURCE_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(SOURCE_KINDS)}", field="kind")
+    if session.scalar(select(Source.id).where(Source.name == name)) is not None:
+        raise Conflict(f"a source named {name!r} already exists", field="name")
+    key = new_secret("pk")
+    source = Source(
+        name=name,
+        kind=kind,
+        write_key_hash=hash_secret(key),
+        write_key_prefix=key[:8],
+        allowed_origins=[_origin(o) for o in allowed_origins],
+    )
+    session.add(source)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="create",
+        record_type="source",
+        record_id=str(source.id),
+        after={"name": name, "kind": kind},
+    )
+    return source, key
+
+
+def _origin(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise InvalidInput(
+            f"an allowed origin must look like https://example.com, got {value!r}",
+            field="allowed_origins",
+        )
+    return value
+
+
+def get_source(session: Session, source_id: uuid.UUID) -> Source:
+    source = session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"no source with id {source_id}")
+    return source
+
+
+def get_source_by_name(session: Session, name: str) -> Source:
+    source = session.scalar(select(Source).where(Source.name == name))
+    if source is None:
+        raise NotFound(f"no source named {name!r}", field="source")
+    return source
+
+
+def list_sources(session: Session) -> list[Source]:
+    return list(session.scalars(select(Source).order_by(Source.name)))
+
+
+def update_source(
+    session: Session,
+    source: Source,
+    *,
+    actor: Actor | None,
+    name: str | None = None,
+    enabled: bool | None = None,
+    allowed_origins: Sequence[str] | None = None,
+) -> Source:
+    """Rename, enable or disable a source, or change the browser origins it accepts."""
+    before = {
+        "name": source.name,
+        "enabled": source.enabled,
+        "allowed_origins": source.allowed_origins,
+    }
+    if name is not None and name.strip() != source.name:
+        clash = session.scalar(select(Source.id).where(Source.name == name.strip()))
+        if clash is not None:
+            raise Conflict(f"a source named {name!r} already exists", field="name")
+        source.name = name.strip()
+    if enabled is not None:
+        source.enabled = enabled
+    if allowed_origins is not None:
+        source.allowed_origins = [_origin(o) for o in allowed_origins]
+    after = {
+        "name": source.name,
+        "enabled": source.enabled,
+        "allowed_origins": source.allowed_origins,
+    }
+    record_audit(
+        session,
+        actor=actor,
+        action="update",
+        record_type="source",
+        record_id=str(source.id),
+        before=before,
+        after=after,
+    )
+    return source
+
+
+def rotate_write_key(session: Session, source: Source, *, actor: Actor | None) -> str:
+    """Give the source a new write key; the old one stops working at once."""
+    key = new_secret("pk")
+    source.write_key_hash = hash_secret(key)
+    source.write_key_prefix = key[:8]
+    source.key_rotated_at = utcnow()
+    record_audit(
+        session, actor=actor, action="rotate_key", record_type="source", record_id=str(source.id)
+    )
+    return key
+
+
+def source_for_write_key(session: Session, write_key: str | None) -> Source:
+    """The enabled source a write key belongs to: 401 when unknown, 403 when disabled."""
+    if not write_key:
+        raise Unauthenticated(
+            "no write key: send it as the HTTP Basic user name, as writeKey in the body, "
+            "or as ?writeKey=",
+            code="missing_write_key",
+        )
+    source = session.scalar(select(Source).where(Source.write_key_hash == hash_secret(write_key)))
+    if source is None:
+        raise Unauthenticated("unknown write key", code="invalid_write_key")
+    if not source.enabled:
+        raise Forbidden(f"source {source.name!r} is disabled", code="source_disabled")
+    return source
+
+
+def check_origin(source: Source, origin: str | None) -> None:
+    if origin and source.allowed_origins and origin.rstrip("/") not in source.allowed_origins:
+        raise Forbidden(
+            f"origin {origin} may not send with this write key", code="origin_not_allowed"
+        )
+
+
+# --- accepting messages ----------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    flagged: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "success": True,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [r.as_dict() for r in self.rejected],
+        }
+
+
+@dataclass
+class Envelope:
+    """A decoded request: its messages and the batch-level fields that apply to each."""
+
+    messages: list[Any]
+    message_type: str | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    sent_at: datetime | None = None
+
+
+def ingest(
+    session: Session,
+    *,
+    source: Source,
+    envelope: Envelope,
+    meta: RequestMeta,
+    max_future_skew: timedelta,
+    make_message_id: Any = None,
+) -> IngestResult:
+    """Validate each message, append the good ones to the log and keep the bad ones.
+
+    A bad message never takes the good ones beside it down. Flushes; the caller commits,
+    and only after that commit may it answer 2xx.
+    """
+    result = IngestResult()
+    good: list[NormalisedMessage] = []
+    for index, raw in enumerate(envelope.messages):
+        try:
+            if encoded_size(raw) > MAX_MESSAGE_BYTES:
+                raise MessageError(
+                    "message_too_large", f"the message is over {MAX_MESSAGE_BYTES} bytes"
+                )
+            good.append(
+                normalise(
+                    raw,
+                    meta=meta,
+                    message_type=envelope.message_type,
+                    batch_context=envelope.context,
+                    batch_integrations=envelope.integrations,
+                    batch_sent_at=envelope.sent_at,
+                    max_future_skew=max_future_skew,
+                    make_message_id=make_message_id or _server_message_id,
+                )
+            )
+        except MessageError as exc:
+            rejection = Rejection(exc.code, exc.reason, exc.field, index, _message_id_of(raw))
+            result.rejected.append(rejection)
+            keep_rejected(session, source_id=source.id, rejection=rejection, raw=raw)
+    if good:
+        inserted = append_to_log(
+            session, source_id=source.id, messages=good, received_at=meta.received_at
+        )
+        result.accepted = len(good)
+        result.duplicates = len(good) - inserted
+        result.flagged = sum(1 for m in good if m.flags)
+    return result
+
+
+def _server_message_id() -> str:
+    return f"patron-{new_id().hex}"
+
+
+def _message_id_of(raw: Any) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("messageId"), str):
+        return str(raw["messageId"])[:200]
+    return None
+
+
+def append_to_log(
+    session: Session,
+    *,
+    source_id: uuid.UUID,
+    messages: Sequence[NormalisedMessage],
+    received_at: datetime,
+) -> int:
+    """Append messages; a messageId the source already sent is skipped. Returns rows added."""
+    lock_event_log(session)
+    statement = insert_ignoring_conflicts(
+        session, Event.__table__, ["source_id", "message_id"]
+    ).returning(Event.seq)
+    rows = [
+        {
+            "source_id": source_id,
+            "message_id": m.message_id,
+            "type": m.type,
+            "event": m.event[:200] if m.event else None,
+            "user_id": m.user_id,
+            "anonymous_id": m.anonymous_id,
+            "timestamp": m.timestamp,
+            "received_at": received_at,
+            "flags": m.flags,
+            "payload": m.payload,
+        }
+        for m in messages
+    ]
+    return len(session.execute(statement, rows).all())
+
+
+def keep_rejected(
+    session: Session, *, source_id: uuid.UUID | None, rejection: Rejection, raw: Any
+) -> None:
+    """Store a refused message with its reason, so a user can see why data went missing."""
+    text = raw if isinstance(raw, str) else _dump(raw)
+    session.execute(
+        insert(RejectedMessage),
+        [
+            {
+                "source_id": source_id,
+                "received_at": utcnow(),
+                "code": rejection.code,
+                "reason": rejection.reason,
+                "field": rejection.field,
+                "message_id": rejection.message_id,
+                "raw": text[:MAX_RAW_KEPT],
+            }
+        ],
+    )
+
+
+def _dump(raw: Any) -> str:
+    try:
+        return orjson.dumps(raw).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(raw)
+
+
+# --- reading the log -------------------------------------------------------------------
+
+
+@dataclass
+class EventFilter:
+    source_id: uuid.UUID | None = None
+    type: str | None = None
+    event: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.source_id is not None:
+            out.append(Event.source_id == self.source_id)
+        if self.type is not None:
+            out.append(Event.type == self.type)
+        if self.event is not None:
+            out.append(Event.event == self.event)
+        if self.user_id is not None:
+            out.append(Event.user_id == self.user_id)
+        if self.anonymous_id is not None:
+            out.append(Event.anonymous_id == self.anonymous_id)
+        if self.since is not None:
+            out.append(Event.received_at >= self.since)
+        if self.until is not None:
+            out.append(Event.received_at < self.until)
+        return out
+
+
+def list_events(
+    session: Session, *, filters: EventFilter, limit: int = 50, cursor: str | None = None
+) -> Page[Event]:
+    """The log newest first, filtered, with keyset pagination on the sequence."""
+    conditions = filters.conditions()
+    statement: Select[Event] = select(Event).where(*conditions)
+    after = decode_int_cursor(cursor)
+    if after is not None:
+        statement = statement.where(Event.seq < after)
+    rows = list(session.scalars(statement.order_by(Event.seq.desc()).limit(limit + 1)))
+    total = session.scalar(select(func.count()).select_from(Event).where(*conditions)) or 0
+    next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
+    return Page[Event](items=rows[:limit], total=total, next_cursor=next_cursor)
+
+
+def list_rejected(
+    session: Session,
+    *,
+    source_id: uuid.UUID | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[RejectedMessage]:
+    """Refused messages newest first, with the reason each was refused."""
+    conditions = [RejectedMessage.source_id == source_id] if source_id else []
+    statement = select(RejectedMessage).where(*conditions)
+    after = decode_int_cursor(cursor)
+    if after is not None:
+        statement = statement.where(RejectedMessage.id < after)
+    rows = list(session.scalars(statement.order_by(RejectedMessage.id.desc()).limit(limit + 1)))
+    total = (
+        session.scalar(select(func.count()).select_from(RejectedMessage).where(*conditions)) or 0
+    )
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    return Page[RejectedMessage](items=rows[:limit], total=total, next_cursor=next_cursor)
+
+
+def cdn_settings(*, write_key: str, base_url: str) -> dict[str, Any]:
+    """What analytics.js fetches from ``{cdnURL}/v1/projects/{key}/settings``."""
+    scheme, _, host = base_url.rstrip("/").partition("://")
+    return {
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": f"{host}/v1",
+                "protocol": scheme or "https",
+                "unbundledIntegrations": [],
+                "addBundledMetadata": True,
+                "maybeBundledConfigIds": {},
+                "versionSettings": {"version": "4.4.7", "componentTypes": ["browser"]},
+            }
+        },
+        "plan": {
+            "track": {"__default": {"enabled": True, "integrations": {}}},
+            "identify": {"__default": {"enabled": True}},
+            "group": {"__default": {"enabled": True}},
+        },
+        "edgeFunction": {},
+        "analyticsNextEnabled": True,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0},
+        "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [],
+    }

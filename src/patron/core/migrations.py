@@ -1,0 +1,56 @@
+"""Alembic, driven from code: the schema version check and the upgrade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from patron.core.errors import DatabaseBehind
+
+
+def migrations_dir() -> Path:
+    """The revisions folder: packaged inside a wheel, or at the top of a source checkout."""
+    packaged = Path(__file__).resolve().parent.parent / "_migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "migrations"
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision."""
+    command.upgrade(alembic_config(engine), "head")
+
+
+def check_current(engine: Engine, *, auto_migrate: bool) -> None:
+    """Refuse to run on a schema that is behind, unless allowed to migrate it here and now."""
+    current, head = current_revision(engine), head_revision(engine)
+    if current == head:
+        return
+    if auto_migrate:
+        upgrade(engine)
+        return
+    raise DatabaseBehind(
+        f"the database is at revision {current or 'none (empty)'} but this Patron needs "
+        f"{head}; run `patron migrate` first"
+    )

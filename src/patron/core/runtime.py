@@ -1,0 +1,30 @@
+"""What a running Patron process holds: its settings, engine and session factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from patron.core.db import create_db_engine, make_session_factory
+from patron.core.migrations import check_current
+from patron.core.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def start(cls, settings: Settings, *, check_schema: bool = True) -> Runtime:
+        """Connect, and refuse a schema that is behind (the embedded default migrates itself)."""
+        engine = create_db_engine(settings)
+        if check_schema:
+            check_current(engine, auto_migrate=settings.is_embedded())
+        return cls(settings=settings, engine=engine, sessions=make_session_factory(engine))
+
+    def close(self) -> None:
+        self.engine.dispose()

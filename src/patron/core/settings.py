@@ -1,0 +1,80 @@
+"""One settings class, read from the environment (prefix ``PATRON_``).
+
+Every field is documented in the README; ``tests/core/test_settings.py`` fails when one is not.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PATRON_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("patron-data"), description="Folder for the embedded database and import reports."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Unset: a SQLite file `patron.db` in the data folder. "
+        "PostgreSQL: `postgresql+psycopg://user@host/db`.",
+    )
+    host: str = Field("127.0.0.1", description="Interface `patron serve` listens on.")
+    port: int = Field(8000, description="Port `patron serve` listens on.")
+    public_url: str | None = Field(
+        None,
+        description="URL browsers reach Patron at (for the snippet and CDN settings). "
+        "Unset: derived from each request.",
+    )
+    secret_key: str | None = Field(
+        None,
+        description="Secret for signing UI sessions. Unset: generated once and kept in "
+        "the data folder.",
+    )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        "FULL",
+        description="SQLite `synchronous` pragma. FULL makes every acknowledged commit "
+        "survive power loss; NORMAL survives a process crash only.",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        30000, description="How long a SQLite writer waits for the lock before failing."
+    )
+    max_future_skew_seconds: int = Field(
+        3600,
+        description="A message timestamp further than this in the future is clamped to "
+        "the receive time and flagged.",
+    )
+    process_in_server: bool = Field(
+        True,
+        description="Run the processing loop inside `patron serve`. Turn off when "
+        "separate `patron worker` processes do it.",
+    )
+    process_batch_size: int = Field(500, description="Events the processor reads per step.")
+    process_idle_ms: int = Field(
+        200, description="How long the processor sleeps when the log is drained."
+    )
+    session_days: int = Field(14, description="Lifetime of a UI login session, in days.")
+    cookie_secure: bool = Field(
+        False, description="Mark the UI session cookie Secure (serve behind HTTPS)."
+    )
+    log_level: str = Field("info", description="Log level of the server and worker.")
+
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the setting, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'patron.db').resolve()}"
+
+    def is_embedded(self) -> bool:
+        """True when Patron runs on its own SQLite file rather than a configured database."""
+        return self.database_url is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,43 @@
+"""What every router shares: the runtime, a database session, list parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import orjson
+from fastapi import Depends, Query, Request, Response
+from sqlalchemy.orm import Session
+
+from patron.core.pagination import MAX_LIMIT
+from patron.core.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_db(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
+    """A session for one request; handlers commit explicitly before answering 2xx."""
+    with runtime.sessions() as session:
+        yield session
+
+
+DB = Annotated[Session, Depends(get_db)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def json_response(
+    body: object, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response serialised with orjson (datetimes, UUIDs and all)."""
+    return Response(
+        orjson.dumps(body), status_code=status_code, media_type="application/json", headers=headers
+    )

@@ -1,0 +1,1 @@
+"""The server-rendered UI and the browser snippet."""

@@ -1,0 +1,168 @@
+"""Fixtures shared by the whole suite.
+
+Every test that touches the database runs twice: on SQLite and on PostgreSQL. PostgreSQL
+runs when ``PATRON_TEST_POSTGRES_URL`` is set, and always in CI (where it must be reachable,
+or the run fails). Each test starts from an empty, migrated schema.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from patron.app import create_app
+from patron.auth import service as auth_service
+from patron.collect import service as collect_service
+from patron.collect.models import Source
+from patron.core.db import create_db_engine, normalise_url
+from patron.core.migrations import upgrade
+from patron.core.runtime import Runtime
+from patron.core.settings import Settings
+from patron.models import metadata
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("PATRON_TEST_POSTGRES_URL") or (
+    "postgresql://postgres@127.0.0.1:5432/postgres" if IN_CI else None
+)
+DIALECTS = ["sqlite", "postgresql"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dialect" in metafunc.fixturenames:
+        metafunc.parametrize("dialect", DIALECTS, scope="session")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file; each test gets a copy, which is far faster than migrating."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = create_db_engine(Settings(), f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()  # the last connection to close checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this run, migrated once."""
+    if PG_URL is None:
+        pytest.skip("PostgreSQL tests need PATRON_TEST_POSTGRES_URL (CI always runs them)")
+    admin_url = normalise_url(PG_URL)
+    name = f"patron_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"CI requires PostgreSQL at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_db_engine(Settings(), url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database of the given dialect for one test."""
+    if dialect == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "patron.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("postgres_database")
+    _truncate_all(url)
+    return url
+
+
+def _truncate_all(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    engine = create_engine(normalise_url(url))
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, data_dir=tmp_path / "data", process_idle_ms=20)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.start(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def db(runtime: Runtime) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    """The real application in-process; processing is driven by tests that need it."""
+    with TestClient(create_app(runtime, process=False)) as test_client:
+        yield test_client
+
+
+class Credentials:
+    """Makes users of any role and hands back their bearer headers."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def headers(self, role: str = "admin", email: str | None = None) -> dict[str, str]:
+        with self.runtime.sessions() as session:
+            user = auth_service.create_user(
+                session, email=email or f"{role}-{uuid.uuid4().hex[:8]}@example.com", role=role
+            )
+            _, secret = auth_service.create_token(session, user=user)
+            session.commit()
+        return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def credentials(runtime: Runtime) -> Credentials:
+    return Credentials(runtime)
+
+
+@pytest.fixture
+def admin_headers(credentials: Credentials) -> dict[str, str]:
+    return credentials.headers("admin")
+
+
+@pytest.fixture
+def source(runtime: Runtime) -> tuple[Source, str]:
+    """A server source and its write key."""
+    with runtime.sessions() as session:
+        created, key = collect_service.create_source(session, name="Backend")
+        session.commit()
+    return created, key
+
+
+@pytest.fixture
+def write_key(source: tuple[Source, str]) -> str:
+    return source[1]
+
+
+def basic(write_key: str) -> Any:
+    """HTTP Basic credentials the way Segment's clients send the write key."""
+    return (write_key, "")
