@@ -12,8 +12,10 @@ from patron.auth.deps import AdminActor, require
 from patron.auth.models import Role
 from patron.auth.service import Actor
 from patron.collect import service
-from patron.collect.models import Source
+from patron.collect.catalog import catalog_for
+from patron.collect.models import EventCatalogEntry, Source
 from patron.collect.schemas import (
+    CatalogEntryOut,
     EventOut,
     EventPage,
     RejectedOut,
@@ -73,6 +75,12 @@ def rotate_key(source_id: uuid.UUID, db: DB, actor: AdminActor) -> SourceWithKey
     key = service.rotate_write_key(db, source, actor=actor)
     db.commit()
     return SourceWithKey(**SourceOut.model_validate(source).model_dump(), write_key=key)
+
+
+@router.get("/sources/{source_id}/catalog", response_model=list[CatalogEntryOut])
+def source_catalog(source_id: uuid.UUID, db: DB, _actor: Reader) -> list[EventCatalogEntry]:
+    """What a source sends: each type and event name with counts, first and last seen."""
+    return catalog_for(db, service.get_source(db, source_id).id)
 
 
 @router.get("/events", response_model=EventPage)

@@ -76,3 +76,12 @@ class RejectedPage(BaseModel):
     items: list[RejectedOut]
     total: int
     next_cursor: str | None
+
+
+class CatalogEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    type: str
+    name: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
