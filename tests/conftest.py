@@ -78,6 +78,24 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, for tests of migrating."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if PG_URL is None:
+        pytest.skip("PostgreSQL tests need PATRON_TEST_POSTGRES_URL (CI always runs them)")
+    admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
+    name = f"patron_empty_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(normalise_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def database_url(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty, migrated database of the given dialect for one test."""
     if dialect == "sqlite":
@@ -112,7 +130,8 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def db(runtime: Runtime) -> Iterator[Session]:
-    with runtime.sessions() as session:
+    """A session for assertions and service calls; its reads never block the app's writes."""
+    with runtime.readers() as session:
         yield session
 
 

@@ -1,7 +1,9 @@
 """Engines and sessions for both dialects.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction begins IMMEDIATE so
-that two writers queue on the lock instead of failing half-way with SQLITE_BUSY.
+SQLite runs in WAL mode with a busy timeout, and transactions begin IMMEDIATE so that two
+writers queue on the lock instead of failing half-way with SQLITE_BUSY. Read-only work
+uses :func:`make_read_session_factory`, whose transactions begin DEFERRED and so never
+wait for, or hold up, a writer.
 """
 
 from __future__ import annotations
@@ -55,13 +57,25 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
 
+SQLITE_BEGIN = "patron_sqlite_begin"
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for work that writes."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for work that only reads (on PostgreSQL the same as any session)."""
+    return sessionmaker(
+        engine.execution_options(**{SQLITE_BEGIN: "DEFERRED"}), expire_on_commit=False
+    )
 
 
 @contextmanager

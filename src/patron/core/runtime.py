@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from patron.core.db import create_db_engine, make_session_factory
+from patron.core.db import create_db_engine, make_read_session_factory, make_session_factory
 from patron.core.migrations import check_current
 from patron.core.settings import Settings
 
@@ -17,6 +17,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]
 
     @classmethod
     def start(cls, settings: Settings, *, check_schema: bool = True) -> Runtime:
@@ -24,7 +25,12 @@ class Runtime:
         engine = create_db_engine(settings)
         if check_schema:
             check_current(engine, auto_migrate=settings.is_embedded())
-        return cls(settings=settings, engine=engine, sessions=make_session_factory(engine))
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            readers=make_read_session_factory(engine),
+        )
 
     def close(self) -> None:
         self.engine.dispose()

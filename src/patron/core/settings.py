@@ -5,7 +5,6 @@ Every field is documented in the README; ``tests/core/test_settings.py`` fails w
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -30,11 +29,6 @@ class Settings(BaseSettings):
         None,
         description="URL browsers reach Patron at (for the snippet and CDN settings). "
         "Unset: derived from each request.",
-    )
-    secret_key: str | None = Field(
-        None,
-        description="Secret for signing UI sessions. Unset: generated once and kept in "
-        "the data folder.",
     )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
         "FULL",
@@ -75,6 +69,6 @@ class Settings(BaseSettings):
         return self.database_url is None
 
 
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """Settings as the environment says now (read once per command or server start)."""
     return Settings()

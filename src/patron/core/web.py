@@ -18,9 +18,18 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_db(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-    """A session for one request; handlers commit explicitly before answering 2xx."""
-    with runtime.sessions() as session:
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def get_db(
+    request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> Iterator[Session]:
+    """A session for one request; handlers commit explicitly before answering 2xx.
+
+    GET and HEAD only read, so their sessions never take SQLite's write lock.
+    """
+    factory = runtime.readers if request.method in READ_METHODS else runtime.sessions
+    with factory() as session:
         yield session
 
 

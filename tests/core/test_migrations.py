@@ -1,0 +1,43 @@
+"""The schema check: a database behind the code is refused, the embedded one migrates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from patron.cli import app
+from patron.core.db import create_db_engine
+from patron.core.errors import DatabaseBehind
+from patron.core.migrations import current_revision, head_revision
+from patron.core.runtime import Runtime
+from patron.core.settings import Settings
+
+
+def test_configured_database_behind_is_refused_until_migrated(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(database_url=empty_database_url, data_dir=tmp_path)
+    engine = create_db_engine(settings)
+    assert current_revision(engine) is None
+    with pytest.raises(DatabaseBehind, match="patron migrate"):
+        Runtime.start(settings)
+    monkeypatch.setenv("PATRON_DATABASE_URL", empty_database_url)
+    refused = CliRunner().invoke(app, ["sources", "list"])
+    assert refused.exit_code == 1
+    assert "patron migrate" in refused.output
+    migrated = CliRunner().invoke(app, ["migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert current_revision(engine) == head_revision(engine)
+    Runtime.start(settings).close()
+    engine.dispose()
+
+
+def test_embedded_default_migrates_itself(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "fresh")
+    assert settings.is_embedded()
+    runtime = Runtime.start(settings)
+    assert current_revision(runtime.engine) == head_revision(runtime.engine)
+    assert (tmp_path / "fresh" / "patron.db").exists()
+    runtime.close()
