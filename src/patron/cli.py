@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +26,20 @@ from patron.core.migrations import current_revision, head_revision, upgrade
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+class PatronGroup(TyperGroup):
+    """Turns domain errors from any command into one red line and exit status 1."""
+
+    # Typer hands every command a typer.Context; its vendored click declares the base class.
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except PatronError as exc:
+            console.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=PatronGroup, no_args_is_help=True, add_completion=False, help=__doc__)
 sources_app = typer.Typer(no_args_is_help=True, help="Sources and their write keys.")
 users_app = typer.Typer(no_args_is_help=True, help="Users and roles.")
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens for the management API.")
@@ -61,11 +75,7 @@ def start_runtime(settings: Settings | None = None) -> Runtime:
 
 
 def main() -> None:
-    try:
-        app()
-    except PatronError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
-        raise SystemExit(1) from None
+    app()
 
 
 @app.command()
