@@ -92,6 +92,8 @@ def test_sign_in_sets_a_session_cookie_that_authenticates(
     assert signed_in.status_code == 200
     assert "patron_session" in signed_in.cookies
     assert client.get("/v1/me").json()["role"] == "marketing"
+    assert client.delete("/v1/session").status_code == 204
+    assert client.get("/v1/me").status_code == 401
 
 
 def test_passwords_are_argon2_and_rules_hold(db: Session) -> None:

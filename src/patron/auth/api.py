@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import select
 
 from patron.auth import service
@@ -83,6 +83,18 @@ def sign_in(body: LoginIn, response: Response, db: DB, runtime: RuntimeDep) -> U
         response, cookie, runtime.settings.session_days, runtime.settings.cookie_secure
     )
     return user
+
+
+@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+def sign_out(request: Request, db: DB) -> Response:
+    """End the UI session of this browser."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        service.end_login_session(db, cookie)
+        db.commit()
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
 
 
 def set_session_cookie(response: Response, value: str, days: int, secure: bool) -> None:

@@ -196,8 +196,10 @@ for _path in BATCH:
     )
 
 
-@router.options("/v1/{name}", include_in_schema=False)
-def preflight(name: str) -> Response:
-    if f"/v1/{name}" not in TRACKING_PATHS:
-        return Response(status_code=404)
+def preflight() -> Response:
+    """CORS preflight for browsers that send the write key in an Authorization header."""
     return Response(status_code=204, headers=CORS_HEADERS)
+
+
+for _path in sorted(TRACKING_PATHS):
+    router.add_api_route(_path, preflight, methods=["OPTIONS"], include_in_schema=False)
