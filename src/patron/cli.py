@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from patron.auth import service as auth_service
 from patron.collect import service as collect_service
@@ -84,22 +84,64 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
     """Run the HTTP API, the UI and the processing loop in one process."""
+    settings = get_settings()
+    run_server(start_runtime(settings), host or settings.host, port or settings.port)
+
+
+def run_server(runtime: Runtime, host: str, port: int) -> None:
     import uvicorn
 
     from patron.app import create_app
 
-    settings = get_settings()
-    runtime = start_runtime(settings)
-    host, port = host or settings.host, port or settings.port
     console.print(f"Patron is listening on [bold]http://{host}:{port}[/bold]")
     uvicorn.run(
         create_app(runtime),
         host=host,
         port=port,
-        log_level=settings.log_level,
+        log_level=runtime.settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+@app.command()
+def demo(
+    serve_after: Annotated[
+        bool, typer.Option("--serve", help="Start the server once the demo is loaded.")
+    ] = False,
+    people: Annotated[int, typer.Option(min=1, help="How many customers to generate.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator (same seed, same shop).")] = 7,
+    as_json: JsonFlag = False,
+) -> None:
+    """Load a synthetic online shop through the real ingestion path (once per database)."""
+    from patron.demo import load_or_create
+
+    settings = get_settings()
+    runtime = start_runtime(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    if not as_json:
+        console.print(f"loading the demo shop ({people} customers) ...")
+    credentials, loaded = load_or_create(runtime, people=people, seed=seed, url=url)
+    summary: dict[str, Any] = {**credentials.as_dict(), "loaded_now": loaded is not None}
+    if loaded is not None:
+        summary.update(people=loaded.people, messages=loaded.accepted, by_type=loaded.by_type)
+    emit(
+        summary,
+        as_json=as_json,
+        human=(
+            (
+                "demo loaded: " + f"{loaded.people} customers, {loaded.accepted} messages\n"
+                if loaded
+                else "demo already loaded; reusing it\n"
+            )
+            + f"  URL:        [bold]{credentials.url}[/bold]\n"
+            + f"  admin:      [bold]{credentials.admin_email}[/bold]"
+            + f"  password: [bold]{credentials.admin_password}[/bold]\n"
+            + f"  write key:  [bold]{credentials.write_key}[/bold] (source Website)"
+        ),
+    )
+    if serve_after:
+        run_server(runtime, settings.host, settings.port)
 
 
 @app.command()

@@ -1,0 +1,361 @@
+"""A synthetic online shop, loaded through the real ingestion path.
+
+Deterministic for a seed: people browse anonymously on one or two devices, view and cart
+products, sign up, identify (sometimes under a second email), order, and a few belong to
+companies. Every message goes through :func:`patron.collect.service.ingest`, exactly like
+one posted to ``/v1/batch``, and the processor then drains the log.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from patron.auth import service as auth_service
+from patron.auth.models import User
+from patron.collect import service as collect_service
+from patron.collect.messages import RequestMeta
+from patron.collect.models import Source
+from patron.core.clock import utcnow
+from patron.core.runtime import Runtime
+from patron.pipeline import Processor
+
+ADMIN_EMAIL = "admin@example.com"
+CHUNK = 500
+FIRST = [
+    "Ana",
+    "Ben",
+    "Chloé",
+    "Dev",
+    "Eva",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kai",
+    "Lena",
+    "Marco",
+    "Nora",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+]
+LAST = [
+    "Almeida",
+    "Becker",
+    "Chen",
+    "Dubois",
+    "Evans",
+    "Fischer",
+    "García",
+    "Hansen",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "López",
+    "Müller",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Rossi",
+    "Silva",
+    "Tanaka",
+    "Usman",
+    "Varga",
+    "Weber",
+    "Yilmaz",
+    "Zhang",
+]
+DOMAINS = ["example.com", "mail.example", "inbox.example", "post.example"]
+COMPANIES = [
+    ("Acme Corp", "acme.example", "Manufacturing"),
+    ("Globex", "globex.example", "Energy"),
+    ("Initech", "initech.example", "Software"),
+    ("Umbrella", "umbrella.example", "Health"),
+    ("Hooli", "hooli.example", "Software"),
+    ("Stark Industries", "stark.example", "Defense"),
+]
+PRODUCTS = [
+    ("sku-1001", "Trail Running Shoes", "Shoes", 119.0),
+    ("sku-1002", "Merino Base Layer", "Apparel", 79.0),
+    ("sku-1003", "Rain Shell Jacket", "Apparel", 189.0),
+    ("sku-1004", "Headlamp 400", "Gear", 45.0),
+    ("sku-1005", "Hydration Vest", "Gear", 99.0),
+    ("sku-1006", "Wool Socks (3 pack)", "Apparel", 24.0),
+    ("sku-1007", "Trekking Poles", "Gear", 139.0),
+    ("sku-1008", "Camp Stove", "Gear", 69.0),
+]
+PAGES = [
+    ("/", "Home"),
+    ("/shoes", "Shoes"),
+    ("/apparel", "Apparel"),
+    ("/gear", "Gear"),
+    ("/about", "About"),
+    ("/blog/trail-tips", "Trail tips"),
+]
+CITIES = [("Lisbon", "PT"), ("Berlin", "DE"), ("Lyon", "FR"), ("Austin", "US"), ("Osaka", "JP")]
+AGENTS = [
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
+]
+
+
+@dataclass
+class DemoResult:
+    people: int = 0
+    messages: int = 0
+    accepted: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Credentials:
+    url: str
+    admin_email: str
+    admin_password: str
+    write_key: str
+    server_write_key: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "url": self.url,
+            "admin_email": self.admin_email,
+            "admin_password": self.admin_password,
+            "write_key": self.write_key,
+            "server_write_key": self.server_write_key,
+        }
+
+
+def credentials_path(data_dir: Path) -> Path:
+    return data_dir / "demo-credentials.json"
+
+
+def load_or_create(
+    runtime: Runtime, *, people: int, seed: int, url: str
+) -> tuple[Credentials, DemoResult | None]:
+    """Load the demo once; later calls return the saved credentials and load nothing."""
+    path = credentials_path(runtime.settings.data_dir)
+    if path.exists():
+        saved = orjson.loads(path.read_bytes())
+        saved["url"] = url
+        return Credentials(**saved), None
+    with runtime.sessions() as db:
+        website, web_key = _source(db, "Website", "browser")
+        backend, server_key = _source(db, "Shop backend", "server")
+        password = secrets.token_urlsafe(12)
+        admin = db.scalar(select(User).where(User.email == ADMIN_EMAIL))
+        if admin is None:
+            auth_service.create_user(
+                db, email=ADMIN_EMAIL, role="admin", password=password, name="Demo admin"
+            )
+        else:
+            admin.password_hash = auth_service.hash_password(password)
+        db.commit()
+    result = load_shop(
+        runtime, people=people, seed=seed, sources={"web": website.id, "server": backend.id}
+    )
+    credentials = Credentials(url, ADMIN_EMAIL, password, web_key, server_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = credentials.as_dict()
+    saved.pop("url")
+    path.write_bytes(orjson.dumps(saved, option=orjson.OPT_INDENT_2))
+    path.chmod(0o600)
+    return credentials, result
+
+
+def _source(db: Session, name: str, kind: str) -> tuple[Source, str]:
+    """The named source with a fresh key (a load interrupted before may have made it)."""
+    existing = db.scalar(select(Source).where(Source.name == name))
+    if existing is None:
+        return collect_service.create_source(db, name=name, kind=kind)
+    return existing, collect_service.rotate_write_key(db, existing, actor=None)
+
+
+def load_shop(runtime: Runtime, *, people: int, seed: int, sources: dict[str, Any]) -> DemoResult:
+    """Generate the shop's messages and push them through ingestion, then process the log."""
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, reproducible by seed
+    now = utcnow()
+    result = DemoResult(people=people)
+    chunks: dict[str, list[dict[str, Any]]] = {"web": [], "server": []}
+    skew = timedelta(seconds=runtime.settings.max_future_skew_seconds)
+
+    def flush(kind: str) -> None:
+        batch = chunks[kind]
+        if not batch:
+            return
+        with runtime.sessions() as db:
+            source = collect_service.get_source(db, sources[kind])
+            outcome = collect_service.ingest(
+                db,
+                source=source,
+                envelope=collect_service.Envelope(messages=batch),
+                meta=RequestMeta(received_at=now, ip="203.0.113.7", user_agent="patron-demo"),
+                max_future_skew=skew,
+            )
+            db.commit()
+        result.accepted += outcome.accepted
+        chunks[kind] = []
+
+    for index in range(people):
+        for kind, message in _person_story(rng, index, now):
+            chunks[kind].append(message)
+            result.messages += 1
+            result.by_type[message["type"]] = result.by_type.get(message["type"], 0) + 1
+            if len(chunks[kind]) >= CHUNK:
+                flush(kind)
+    flush("web")
+    flush("server")
+    Processor(runtime.sessions, batch_size=runtime.settings.process_batch_size).drain()
+    return result
+
+
+def _person_story(
+    rng: random.Random, index: int, now: datetime
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """One customer's life in the shop, oldest first."""
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    email = f"{_ascii(first)}.{_ascii(last)}{index}@{rng.choice(DOMAINS)}".lower()
+    user_id = f"cust-{index:06d}"
+    devices = [f"anon-{index:06d}-{d}" for d in range(rng.choice((1, 1, 2)))]
+    agents = {device: rng.choice(AGENTS) for device in devices}
+    city, country = rng.choice(CITIES)
+    start = now - timedelta(days=rng.uniform(1, 90))
+    clock = [start]
+
+    def at() -> str:
+        clock[0] += timedelta(minutes=rng.uniform(0.2, 30))
+        return min(clock[0], now).isoformat()
+
+    def web(kind: str, device: str, identified: bool, **fields: Any) -> tuple[str, dict[str, Any]]:
+        message: dict[str, Any] = {
+            "type": kind,
+            "anonymousId": device,
+            "timestamp": at(),
+            "context": {
+                "userAgent": agents[device],
+                "locale": "en-US",
+                "library": {"name": "patron.js", "version": "1.0.0"},
+            },
+            **fields,
+        }
+        if identified:
+            message["userId"] = user_id
+        return "web", message
+
+    identified = False
+    for device in devices:
+        for _ in range(rng.randint(1, 5)):
+            path, name = rng.choice(PAGES)
+            yield web(
+                "page", device, identified, name=name, properties={"path": path, "title": name}
+            )
+        viewed = rng.sample(PRODUCTS, rng.randint(1, 3))
+        for sku, product, category, price in viewed:
+            yield web(
+                "track",
+                device,
+                identified,
+                event="Product Viewed",
+                properties={
+                    "product_id": sku,
+                    "name": product,
+                    "category": category,
+                    "price": price,
+                },
+            )
+        if rng.random() < 0.45:
+            sku, product, category, price = viewed[0]
+            yield web(
+                "track",
+                device,
+                identified,
+                event="Product Added",
+                properties={"product_id": sku, "name": product, "price": price, "quantity": 1},
+            )
+            yield web(
+                "track", device, identified, event="Cart Viewed", properties={"products": [sku]}
+            )
+        if not identified and rng.random() < 0.6:
+            identified = True
+            traits = {
+                "email": email,
+                "firstName": first,
+                "lastName": last,
+                "address": {"city": city, "country": country},
+            }
+            yield web("identify", device, True, traits=traits)
+            yield web("track", device, True, event="Signed Up", properties={"method": "email"})
+    if identified and rng.random() < 0.55:
+        for _ in range(rng.randint(1, 3)):
+            items = rng.sample(PRODUCTS, rng.randint(1, 3))
+            revenue = round(sum(p[3] for p in items), 2)
+            yield web(
+                "track", devices[-1], True, event="Checkout Started", properties={"value": revenue}
+            )
+            order_email = (
+                email if rng.random() < 0.85 else f"{_ascii(first)}.{index}@work.example".lower()
+            )
+            yield (
+                "server",
+                {
+                    "type": "track",
+                    "userId": user_id,
+                    "event": "Order Completed",
+                    "timestamp": at(),
+                    "properties": {
+                        "order_id": f"ord-{index:06d}-{rng.randint(1000, 9999)}",
+                        "revenue": revenue,
+                        "currency": "EUR",
+                        "email": order_email,
+                        "products": [
+                            {"product_id": p[0], "name": p[1], "price": p[3]} for p in items
+                        ],
+                    },
+                },
+            )
+            if order_email != email:
+                yield (
+                    "server",
+                    {
+                        "type": "identify",
+                        "userId": user_id,
+                        "timestamp": at(),
+                        "traits": {"email": order_email},
+                    },
+                )
+    if identified and rng.random() < 0.08:
+        company, domain, industry = rng.choice(COMPANIES)
+        yield (
+            "server",
+            {
+                "type": "group",
+                "userId": user_id,
+                "groupId": domain,
+                "timestamp": at(),
+                "traits": {"name": company, "domain": domain, "industry": industry},
+            },
+        )
+
+
+def _ascii(name: str) -> str:
+    return name.encode("ascii", "ignore").decode() or "user"

@@ -1,0 +1,56 @@
+"""The demo shop loads through ingestion, once, and its admin can sign in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from patron.cli import app
+from patron.collect.models import Event
+from patron.core.settings import Settings
+
+
+def test_demo_loads_a_realistic_shop_once(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    runtime: object,
+    db: Session,
+    client: TestClient,
+) -> None:
+    monkeypatch.setenv("PATRON_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("PATRON_DATA_DIR", str(settings.data_dir))
+    first = CliRunner().invoke(app, ["demo", "--people", "60", "--json"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["loaded_now"] is True
+    assert summary["people"] == 60
+    stored = db.scalar(select(func.count()).select_from(Event))
+    assert stored == summary["messages"] > 60
+    types = set(db.scalars(select(distinct(Event.type))))
+    assert {"page", "track", "identify"} <= types
+    names = set(db.scalars(select(distinct(Event.event)).where(Event.type == "track")))
+    assert {"Product Viewed", "Order Completed", "Signed Up"} <= names
+    # Somebody browsed on two devices and later identified on both.
+    per_user = (
+        select(Event.user_id, func.count(distinct(Event.anonymous_id)).label("devices"))
+        .where(Event.user_id.is_not(None), Event.anonymous_id.is_not(None))
+        .group_by(Event.user_id)
+        .subquery()
+    )
+    assert db.scalar(select(func.max(per_user.c.devices))) >= 2
+    signed_in = client.post(
+        "/v1/session",
+        json={"email": summary["admin_email"], "password": summary["admin_password"]},
+    )
+    assert signed_in.status_code == 200
+    again = CliRunner().invoke(app, ["demo", "--people", "60", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["loaded_now"] is False
+    assert json.loads(again.stdout)["write_key"] == summary["write_key"]
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(Event)) == stored
