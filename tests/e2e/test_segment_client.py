@@ -39,7 +39,11 @@ def test_official_client_messages_are_stored_exactly_once(
         message = result[1]
         sent[message["messageId"]] = message["type"]
 
-    keep(client.identify("user-1", {"email": "ana@example.com", "plan": "pro"}, anonymous_id="anon-1"))
+    keep(
+        client.identify(
+            "user-1", {"email": "ana@example.com", "plan": "pro"}, anonymous_id="anon-1"
+        )
+    )
     keep(client.track("user-1", "Order Completed", {"revenue": 42.5, "currency": "EUR"}))
     keep(client.page("user-1", "Docs", "Install", {"path": "/docs/install"}))
     keep(client.screen("user-1", "App", "Home"))
