@@ -262,19 +262,22 @@ def _person_story(
             message["userId"] = user_id
         return "web", message
 
+    # Each device starts anonymous; the person signs up on one and signs in on the others,
+    # which is what ties the anonymous histories of both devices to one customer.
     identified = False
     for device in devices:
+        signed_in = False
         for _ in range(rng.randint(1, 5)):
             path, name = rng.choice(PAGES)
             yield web(
-                "page", device, identified, name=name, properties={"path": path, "title": name}
+                "page", device, signed_in, name=name, properties={"path": path, "title": name}
             )
         viewed = rng.sample(PRODUCTS, rng.randint(1, 3))
         for sku, product, category, price in viewed:
             yield web(
                 "track",
                 device,
-                identified,
+                signed_in,
                 event="Product Viewed",
                 properties={
                     "product_id": sku,
@@ -288,15 +291,19 @@ def _person_story(
             yield web(
                 "track",
                 device,
-                identified,
+                signed_in,
                 event="Product Added",
                 properties={"product_id": sku, "name": product, "price": price, "quantity": 1},
             )
             yield web(
-                "track", device, identified, event="Cart Viewed", properties={"products": [sku]}
+                "track", device, signed_in, event="Cart Viewed", properties={"products": [sku]}
             )
-        if not identified and rng.random() < 0.6:
-            identified = True
+        if identified and rng.random() < 0.85:
+            signed_in = True
+            yield web("identify", device, True, traits={"email": email})
+            yield web("track", device, True, event="Signed In", properties={"method": "email"})
+        elif not identified and rng.random() < 0.6:
+            identified = signed_in = True
             traits = {
                 "email": email,
                 "firstName": first,
