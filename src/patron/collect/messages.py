@@ -87,7 +87,7 @@ def read_body(raw: bytes, *, content_encoding: str | None, limit: int) -> Any:
     if encoding == "gzip":
         raw = _gunzip(raw, limit)
     elif encoding == "deflate":
-        raw = _inflate(zlib.decompressobj(), raw, limit)
+        raw = _inflate(zlib.decompressobj(), raw, limit, "deflate")
     elif encoding not in ("identity", ""):
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none",
@@ -104,25 +104,74 @@ def read_body(raw: bytes, *, content_encoding: str | None, limit: int) -> Any:
             f"the body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8"
         ) from None
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise _too_deep() from None
         raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    _check_body(raw, body)
+    return body
+
+
+def _too_deep() -> InvalidInput:
+    return InvalidInput(
+        "the body is nested too deeply to be stored: at most 254 levels are accepted",
+        code="too_deep",
+    )
+
+
+def _check_body(raw: bytes, body: Any) -> None:
+    """Refuse what cannot be stored whatever the database: deep nesting and NUL characters.
+
+    Messages are written back as JSON with orjson, which stops at 254 levels; finding that
+    out later, message by message, would fail where no error can be answered. PostgreSQL
+    refuses ``\\u0000`` in JSONB and NUL in text, where SQLite would keep it. Both checks
+    cost next to nothing on an ordinary body.
+    """
+    if raw.count(b"{") + raw.count(b"[") > 254:
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise _too_deep() from None
+    if b"\\u0000" not in raw:
+        return
+    stack: list[tuple[Any, str]] = [(body, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str) and "\0" in item:
+            raise _nul_at(path, "a string")
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if "\0" in key:
+                    raise _nul_at(path, "a key")
+                stack.append((value, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            stack.extend((value, f"{path}[{i}]") for i, value in enumerate(item))
+
+
+def _nul_at(path: str, where: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where} at {path or 'the top level'} contains a NUL character (\\u0000), "
+        "which cannot be stored",
+        code="invalid_character",
+        field=path or None,
+    )
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:
     try:
-        return _inflate(zlib.decompressobj(16 + zlib.MAX_WBITS), raw, limit)
+        return _inflate(zlib.decompressobj(16 + zlib.MAX_WBITS), raw, limit, "gzip")
     except (zlib.error, gzip.BadGzipFile, EOFError) as exc:
         raise InvalidInput(f"the body is not valid gzip: {exc}", code="invalid_gzip") from None
 
 
-def _inflate(decompressor: Any, raw: bytes, limit: int) -> bytes:
+def _inflate(decompressor: Any, raw: bytes, limit: int, encoding: str = "deflate") -> bytes:
     # Stop one byte past the limit so a small gzip bomb cannot expand into memory.
     try:
         out = decompressor.decompress(raw, limit + 1)
     except zlib.error as exc:
         raise InvalidInput(
-            f"the body could not be decompressed: {exc}", code="invalid_gzip"
+            f"the body is not valid {encoding}: {exc}", code="invalid_gzip"
         ) from None
     if len(out) > limit:
         raise PayloadTooLarge(
@@ -142,7 +191,12 @@ def parse_time(value: Any, path: str) -> datetime:
         raise MessageError(
             "invalid_timestamp", f"{path} is not an ISO-8601 date-time: {value[:60]!r}", path
         ) from None
-    return as_utc(parsed)
+    try:
+        return as_utc(parsed)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        raise MessageError(
+            "invalid_timestamp", f"{path} is out of range in UTC: {value[:60]!r}", path
+        ) from None
 
 
 def _kind(value: Any) -> str:
@@ -154,7 +208,7 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _check_depth(value: Any, path: str) -> None:
+def check_depth(value: Any, path: str) -> None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -224,7 +278,7 @@ def normalise(
                 "invalid_type", f"{name} must be an object, got {_kind(value)}", name
             )
         else:
-            _check_depth(value, name)
+            check_depth(value, name)
     ids = {name: _id_value(msg, name) for name in ID_FIELDS}
     texts = {name: _text_value(msg, name) for name in TEXT_FIELDS}
     if kind != "alias" and ids["userId"] is None and ids["anonymousId"] is None:
@@ -302,7 +356,14 @@ def _resolve_time(
     if original is None:
         timestamp = received
     elif sent_at is not None:
-        timestamp = received - (sent_at - original)
+        try:
+            timestamp = received - (sent_at - original)
+        except OverflowError:
+            raise MessageError(
+                "invalid_timestamp",
+                "timestamp and sentAt are too far apart to correct the client's clock",
+                "timestamp",
+            ) from None
     else:
         timestamp = original
     flags: list[str] = []

@@ -22,6 +22,7 @@ from patron.collect.messages import (
     MAX_MESSAGE_BYTES,
     MessageError,
     RequestMeta,
+    check_depth,
     parse_time,
     read_body,
 )
@@ -109,6 +110,11 @@ def envelope_of(body: Any, message_type: str | None) -> service.Envelope:
         value = body.get(name)
         if value is not None and not isinstance(value, dict):
             raise InvalidInput(f"{name} must be an object", field=name)
+        try:
+            # Merged into every message, so held to the same nesting limit as theirs.
+            check_depth(value, name)
+        except MessageError as exc:
+            raise InvalidInput(exc.reason, code=exc.code, field=name) from None
     envelope.context = body.get("context")
     envelope.integrations = body.get("integrations")
     if body.get("sentAt") is not None:

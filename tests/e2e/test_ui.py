@@ -1,0 +1,170 @@
+"""The UI in a real browser (Debian's Chromium, driven by Playwright) against a real server."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from patron.auth import service as auth_service
+from patron.collect import service as collect_service
+from patron.core.runtime import Runtime
+from tests.conftest import IN_CI
+from tests.e2e.conftest import LiveServer
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery staple"
+INJECTED = '<img src=x id="pwned" onerror="document.body.dataset.pwned=1">Sneaky'
+SCREENSHOT = Path(os.environ.get("PATRON_SCREENSHOT", "/tmp/patron-events.png"))
+
+if not CHROMIUM.exists() and not IN_CI:
+    pytest.skip(
+        "the browser tests need Debian's chromium at /usr/bin/chromium", allow_module_level=True
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1360, "height": 820})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+
+
+@pytest.fixture
+def analyst(runtime: Runtime) -> str:
+    with runtime.sessions() as session:
+        user = auth_service.create_user(
+            session, email="ana@example.com", role="analyst", password=PASSWORD, name="Ana"
+        )
+        session.commit()
+    return user.email
+
+
+def track(server: LiveServer, **message: object) -> None:
+    sent = httpx.post(f"{server.url}/v1/track", auth=(server.write_key, ""), json=message)
+    assert sent.status_code == 200, sent.text
+
+
+def sign_in(page: Page, server: LiveServer, email: str, password: str) -> None:
+    page.goto(f"{server.url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_pages_need_a_session(page: Page, live_server: LiveServer, analyst: str) -> None:
+    page.goto(f"{live_server.url}/events?userId=u-1")
+    assert page.url.startswith(f"{live_server.url}/login")
+    page.get_by_label("Email").fill(analyst)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("wrong email or password")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    # Back where the visitor wanted to go, with the filter kept.
+    expect(page).to_have_url(f"{live_server.url}/events?userId=u-1")
+
+
+def test_debugger_shows_live_events_filters_and_escapes(
+    page: Page, live_server: LiveServer, analyst: str
+) -> None:
+    track(live_server, userId="u-earlier", event="Signed Up")
+    sign_in(page, live_server, analyst, PASSWORD)
+    expect(page).to_have_url(f"{live_server.url}/events")
+    expect(page.locator("tr.event")).to_have_count(1)
+
+    # Sent after the page loaded: the live refresh brings it in without a reload.
+    track(live_server, userId="u-42", anonymousId="anon-42", event="Order Completed",
+          properties={"revenue": 99.5, "note": "</pre><b>bold</b>"})  # fmt: skip
+    track(live_server, userId="u-attacker", event=INJECTED)
+    rows = page.locator("tr.event")
+    wait_for(lambda: rows.count() == 3, "the two new events to appear")
+    expect(page.locator("#total")).to_have_text("3")
+    expect(rows.first.locator("td.name")).to_have_text(INJECTED)
+    # Shown as text: no element was made from it and no handler ran.
+    assert page.locator("#pwned").count() == 0
+    assert page.evaluate("document.body.dataset.pwned") is None
+
+    page.get_by_label("userId").fill("u-42")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"/events\?.*userId=u-42"))
+    expect(rows).to_have_count(1)
+    expect(page.locator("#total")).to_have_text("1")
+    row = rows.first
+    expect(row.locator("td.name")).to_have_text("Order Completed")
+
+    payload = page.locator("tr.payload pre")
+    expect(payload).to_be_hidden()
+    row.click()
+    expect(payload).to_be_visible()
+    expect(payload).to_contain_text('"revenue": 99.5')
+    expect(payload).to_contain_text("</pre><b>bold</b>")
+    assert page.locator("tr.payload b").count() == 0
+
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{live_server.url}/login")
+    page.goto(f"{live_server.url}/events")
+    assert page.url.startswith(f"{live_server.url}/login")
+
+
+def test_sources_page_lists_catalog_and_snippet(
+    page: Page, live_server: LiveServer, runtime: Runtime, analyst: str
+) -> None:
+    with runtime.sessions() as session:
+        collect_service.create_source(session, name="Website", kind="browser")
+        session.commit()
+    track(live_server, userId="u-1", event="Cart Viewed")
+    sign_in(page, live_server, analyst, PASSWORD)
+    page.get_by_role("link", name="Sources").click()
+    expect(page).to_have_url(f"{live_server.url}/sources")
+    website = page.locator("section.source", has=page.get_by_role("heading", name="Website"))
+    expect(website.locator(".snippet")).to_have_text(
+        f'<script async src="{live_server.url}/patron.js" data-write-key="YOUR_WRITE_KEY"></script>'
+    )
+    source = page.locator("section.source", has=page.get_by_role("heading", name="Backend"))
+    expect(source.locator(".badge").first).to_have_text("server")
+    expect(source.locator(".snippet")).to_have_count(0)
+    # The catalog is derived by the processor inside the server; reload until it has caught up.
+    deadline = time.monotonic() + 10
+    while source.locator("table.catalog td.name").count() == 0 and time.monotonic() < deadline:
+        page.reload()
+    expect(source.locator("table.catalog td.name")).to_have_text("Cart Viewed")
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
