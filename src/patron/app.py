@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from patron import __version__
 from patron.auth.api import router as auth_router
 from patron.collect.api import router as collect_router
+from patron.collect.imports_api import router as imports_router
 from patron.collect.tracking import CORS_HEADERS, TRACKING_PATHS
 from patron.collect.tracking import router as tracking_router
 from patron.core.errors import PatronError
@@ -56,6 +57,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(tracking_router)
     app.include_router(auth_router)
     app.include_router(collect_router)
+    app.include_router(imports_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -249,6 +249,103 @@ def tokens_create(
     )
 
 
+ImportFile = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to import.")
+]
+ImportSource = Annotated[
+    str, typer.Option("--source", help="Source name; created (kind import) when missing.")
+]
+
+
+@import_app.command("events")
+def import_events(file: ImportFile, source: ImportSource, as_json: JsonFlag = False) -> None:
+    """Import a JSONL file of Segment messages (one a line, each with its type)."""
+    run_file_import(file, source=source, kind="events", as_json=as_json)
+
+
+@import_app.command("people")
+def import_people(
+    file: ImportFile,
+    source: ImportSource,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Column holding the source's record id.")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="COLUMN=TARGET (repeatable). TARGET: user_id, anonymous_id, timestamp, "
+            "traits.NAME or NAME (a trait, e.g. email, phone), or - to skip the column. "
+            "Unmapped columns become traits under their own name.",
+        ),
+    ] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: from the extension).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import people from a CSV (with a header row) or JSONL file as identify messages."""
+    from patron.collect.imports import parse_map_options
+
+    run_file_import(
+        file,
+        source=source,
+        kind="people",
+        as_json=as_json,
+        file_format=file_format,
+        id_column=id_column,
+        mapping=parse_map_options(mapping or []),
+    )
+
+
+def run_file_import(file: Path, *, source: str, kind: str, as_json: bool, **options: Any) -> None:
+    """Record the import, run it with a progress bar on stderr, and print the summary."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from patron.collect import imports
+
+    runtime = start_runtime()
+    with runtime.sessions() as db:
+        found, created = imports.source_for_import(db, source, create=True)
+        imp = imports.create_import(
+            db, source=found, kind=kind, path=file, filename=str(file), **options
+        )
+        db.commit()
+    if created:
+        console.print(f"note: created source [bold]{found.name}[/bold] (kind import)")
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, TextColumn("{task.fields[rows]} rows"), console=console) as bar:
+        task = bar.add_task(f"importing {file.name}", total=file.stat().st_size, rows=0)
+        done = imports.run_import(
+            runtime.sessions,
+            imp.id,
+            settings=runtime.settings,
+            progress=lambda p: bar.update(task, completed=p.bytes_read, rows=p.rows_read),
+        )
+    summary = {
+        "id": str(done.id),
+        "kind": kind,
+        "source": found.name,
+        "source_created": created,
+        "status": done.status,
+        "error": done.error,
+        "rows_read": done.rows_read,
+        "accepted": done.accepted,
+        "duplicates": done.duplicates,
+        "rejected": done.rejected,
+        "report_path": done.report_path,
+    }
+    emit(
+        summary,
+        as_json=as_json,
+        human=f"import {done.status}: {done.rows_read} rows, {done.accepted} stored, "
+        f"{done.duplicates} already there, {done.rejected} rejected"
+        + (f"\n  rejected rows: {done.report_path}" if done.rejected else ""),
+    )
+    if done.status != "done":
+        raise fail(f"the import failed: {done.error}")
+
+
 @export_app.command("events")
 def export_events(
     output: Annotated[Path, typer.Argument(help="JSONL file to write; - for stdout.")],

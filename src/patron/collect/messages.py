@@ -380,4 +380,11 @@ def _resolve_time(
 
 
 def encoded_size(value: Any) -> int:
-    return len(orjson.dumps(value))
+    """Bytes of ``value`` as JSON; a value JSON cannot hold is a :class:`MessageError`."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError as exc:
+        raise MessageError(
+            "too_deep" if "recursion" in str(exc).lower() else "invalid_type",
+            f"the message cannot be stored as JSON: {exc}",
+        ) from None

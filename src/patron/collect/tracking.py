@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from patron.collect import service
@@ -132,16 +133,19 @@ def accept(
     meta: RequestMeta,
     origin: str | None,
 ) -> service.IngestResult:
-    """Resolve the source, ingest, and commit: the caller may answer 2xx only after this."""
+    """Resolve the source, ingest, and commit: the caller may answer 2xx only after this.
+
+    Concurrent requests share one transaction (``runtime.writer``); this returns only once
+    that transaction has committed.
+    """
     skew = timedelta(seconds=runtime.settings.max_future_skew_seconds)
-    with runtime.sessions() as db:
+
+    def work(db: Session) -> service.IngestResult:
         source = service.source_for_write_key(db, write_key)
         service.check_origin(source, origin)
-        result = service.ingest(
-            db, source=source, envelope=envelope, meta=meta, max_future_skew=skew
-        )
-        db.commit()
-    return result
+        return service.ingest(db, source=source, envelope=envelope, meta=meta, max_future_skew=skew)
+
+    return runtime.writer.run(work, size=len(envelope.messages))
 
 
 async def handle(request: Request, message_type: str | None) -> Response:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from patron.core.db import create_db_engine, make_read_session_factory, make_session_factory
+from patron.core.db import (
+    GroupCommitter,
+    create_db_engine,
+    make_read_session_factory,
+    make_session_factory,
+)
 from patron.core.migrations import check_current
 from patron.core.settings import Settings
 
@@ -18,6 +23,11 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     readers: sessionmaker[Session]
+    # Ingest requests share write transactions through this (see GroupCommitter).
+    writer: GroupCommitter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = GroupCommitter(self.sessions)
 
     @classmethod
     def start(cls, settings: Settings, *, check_schema: bool = True) -> Runtime:
