@@ -18,7 +18,7 @@ from patron.collect.messages import (
     MessageError,
     Rejection,
     RequestMeta,
-    encoded_size,
+    measure,
     normalise,
 )
 from patron.collect.models import Event, RejectedMessage, Source
@@ -225,7 +225,8 @@ def ingest(
     good: list[NormalisedMessage] = []
     for index, raw in enumerate(envelope.messages):
         try:
-            if encoded_size(raw) > MAX_MESSAGE_BYTES:
+            size, nesting_bound = measure(raw)
+            if size > MAX_MESSAGE_BYTES:
                 raise MessageError(
                     "message_too_large", f"the message is over {MAX_MESSAGE_BYTES} bytes"
                 )
@@ -239,6 +240,7 @@ def ingest(
                     batch_sent_at=envelope.sent_at,
                     max_future_skew=max_future_skew,
                     make_message_id=make_message_id or _server_message_id,
+                    nesting_bound=nesting_bound,
                 )
             )
         except MessageError as exc:
