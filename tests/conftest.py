@@ -7,6 +7,7 @@ or the run fails). Each test starts from an empty, migrated schema.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -19,9 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from patron.app import create_app
 from patron.auth import service as auth_service
+from patron.cli import app
 from patron.collect import service as collect_service
 from patron.collect.models import Source
 from patron.core.db import create_db_engine, normalise_url
@@ -185,3 +188,22 @@ def write_key(source: tuple[Source, str]) -> str:
 def basic(write_key: str) -> Any:
     """HTTP Basic credentials the way Segment's clients send the write key."""
     return (write_key, "")
+
+
+@pytest.fixture
+def cli(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A runner for ``patron`` commands against the test's database."""
+    monkeypatch.setenv("PATRON_DATABASE_URL", str(runtime.settings.database_url))
+    monkeypatch.setenv("PATRON_DATA_DIR", str(runtime.settings.data_dir))
+    return CliRunner()
+
+
+def run_json(cli: CliRunner, *args: str) -> dict[str, Any]:
+    """Run a creating command with ``--json``; it must print exactly one JSON object."""
+    result = cli.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout
+    parsed = json.loads(lines[0])
+    assert isinstance(parsed, dict)
+    return parsed

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
-import pytest
 from typer.testing import CliRunner
 
 from patron.cli import app
-from patron.core.settings import Settings
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, runtime: object) -> CliRunner:
-    monkeypatch.setenv("PATRON_DATABASE_URL", str(settings.database_url))
-    monkeypatch.setenv("PATRON_DATA_DIR", str(settings.data_dir))
-    return CliRunner()
-
-
-def run_json(cli: CliRunner, *args: str) -> dict[str, object]:
-    result = cli.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stdout
-    parsed = json.loads(lines[0])
-    assert isinstance(parsed, dict)
-    return parsed
+from tests.conftest import run_json
 
 
 def test_create_commands_print_one_json_object(cli: CliRunner) -> None:

@@ -21,6 +21,7 @@ from patron.collect import imports
 from patron.collect.models import Event, Import, ImportRejection, Source
 from patron.core.errors import InvalidInput, NotFound
 from patron.core.runtime import Runtime
+from tests.conftest import run_json
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -324,23 +325,6 @@ def test_memory_stays_flat_whatever_the_file_size(runtime: Runtime, tmp_path: Pa
 
 
 # --- CLI -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("PATRON_DATABASE_URL", str(runtime.settings.database_url))
-    monkeypatch.setenv("PATRON_DATA_DIR", str(runtime.settings.data_dir))
-    return CliRunner()
-
-
-def run_json(cli: CliRunner, *args: str) -> dict[str, Any]:
-    result = cli.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stdout
-    parsed = json.loads(lines[0])
-    assert isinstance(parsed, dict)
-    return parsed
 
 
 def test_cli_imports_print_one_json_object(

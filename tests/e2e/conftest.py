@@ -19,10 +19,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings
-from tests.conftest import Credentials
+from tests.conftest import IN_CI, Credentials
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As the machine's probe launched it: no sandbox as root, and nothing that phones home,
+# because this machine's closed network refuses those connections.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -102,3 +117,19 @@ def live_server(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright; required in CI, skipped elsewhere if absent."""
+    if not CHROMIUM.exists():
+        reason = (
+            f"the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
+        )
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

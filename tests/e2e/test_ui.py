@@ -10,43 +10,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
 from patron.auth import service as auth_service
 from patron.collect import service as collect_service
 from patron.core.runtime import Runtime
-from tests.conftest import IN_CI
 from tests.e2e.conftest import LiveServer
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "correct horse battery staple"
 INJECTED = '<img src=x id="pwned" onerror="document.body.dataset.pwned=1">Sneaky'
 SCREENSHOT = Path(os.environ.get("PATRON_SCREENSHOT", "/tmp/patron-events.png"))
-
-if not CHROMIUM.exists() and not IN_CI:
-    pytest.skip(
-        "the browser tests need Debian's chromium at /usr/bin/chromium", allow_module_level=True
-    )
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
