@@ -58,7 +58,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.auth.service import Actor, record_audit
-from patron.collect.messages import MessageError, RequestMeta
+from patron.collect.messages import MessageError, RequestMeta, unstorable
 from patron.collect.models import Import, ImportRejection, Source
 from patron.collect.service import Envelope, create_source, get_source_by_name, ingest
 from patron.core.clock import utcnow
@@ -70,7 +70,6 @@ KINDS = ("events", "people")
 FORMATS = ("csv", "jsonl")
 CHUNK_ROWS = 500
 MAX_LINE_BYTES = 1024 * 1024
-MAX_JSON_NESTING = 254  # orjson writes no deeper, so nothing deeper can be stored
 BOM = b"\xef\xbb\xbf"
 DROP = "-"
 MESSAGE_TARGETS = {
@@ -483,40 +482,12 @@ def _json_record(number: int, line: bytes) -> _Record:
             reason = f"the line is not valid UTF-8 (byte {bad.start + 1})"
             return _Record(number, error=("invalid_utf8", reason))
         return _Record(number, error=("invalid_json", f"the line is not valid JSON: {exc}"))
-    error = _unstorable(value, line)
-    if error is not None:
-        return _Record(number, error=error)
+    # Refused here line by line; at insert time it would fail the whole chunk.
+    problem = unstorable(line, value)
+    if problem is not None:
+        code, reason, _path = problem
+        return _Record(number, error=(code, reason))
     return _Record(number, value=value, digest=hashlib.sha256(line).hexdigest()[:40])
-
-
-def _unstorable(value: Any, line: bytes) -> tuple[str, str] | None:
-    """Why a parsed line cannot be stored on every database, or None when it can.
-
-    The HTTP API refuses such bodies as a whole (see ``messages.read_body``); in a file
-    only the line goes, and finding out at insert time would fail the whole chunk.
-    """
-    if line.count(b"{") + line.count(b"[") > MAX_JSON_NESTING:
-        try:
-            orjson.dumps(value)
-        except orjson.JSONEncodeError:
-            return "too_deep", f"the line is nested more than {MAX_JSON_NESTING} levels deep"
-    if b"\\u0000" in line and _has_nul(value):
-        return "invalid_character", "the line contains a NUL character (\\u0000)"
-    return None
-
-
-def _has_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str) and "\0" in item:
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def _text_lines(

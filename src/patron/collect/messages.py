@@ -109,53 +109,62 @@ def read_body(raw: bytes, *, content_encoding: str | None, limit: int) -> Any:
         if str(exc).startswith("depth limit exceeded"):
             raise _too_deep() from None
         raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    _check_body(raw, body)
+    problem = unstorable(raw, body)
+    if problem is not None:
+        code, reason, path = problem
+        raise InvalidInput(reason, code=code, field=path)
     return body
 
 
+MAX_STORABLE_NESTING = 254  # orjson writes no deeper, so nothing deeper can be stored
+
+
+TOO_DEEP = (
+    f"the JSON is nested more than {MAX_STORABLE_NESTING} levels deep, which cannot be stored"
+)
+
+
 def _too_deep() -> InvalidInput:
-    return InvalidInput(
-        "the body is nested too deeply to be stored: at most 254 levels are accepted",
-        code="too_deep",
-    )
+    return InvalidInput(TOO_DEEP, code="too_deep")
 
 
-def _check_body(raw: bytes, body: Any) -> None:
-    """Refuse what cannot be stored whatever the database: deep nesting and NUL characters.
+def unstorable(raw: bytes, value: Any) -> tuple[str, str, str | None] | None:
+    """Why parsed JSON cannot be stored on every database: (code, reason, path), or None.
 
     Messages are written back as JSON with orjson, which stops at 254 levels; finding that
     out later, message by message, would fail where no error can be answered. PostgreSQL
-    refuses ``\\u0000`` in JSONB and NUL in text, where SQLite would keep it. Both checks
-    cost next to nothing on an ordinary body.
+    refuses ``\\u0000`` in JSONB and NUL in text, where SQLite would keep it. ``raw`` is
+    the text ``value`` was parsed from: both checks look at it first, so they cost next to
+    nothing on ordinary input. The HTTP API and file imports both ask this.
     """
-    if raw.count(b"{") + raw.count(b"[") > 254:
+    if raw.count(b"{") + raw.count(b"[") > MAX_STORABLE_NESTING:
         try:
-            orjson.dumps(body)
+            orjson.dumps(value)
         except orjson.JSONEncodeError:
-            raise _too_deep() from None
+            return "too_deep", TOO_DEEP, None
     if b"\\u0000" not in raw:
-        return
-    stack: list[tuple[Any, str]] = [(body, "")]
+        return None
+    stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
         item, path = stack.pop()
         if isinstance(item, str) and "\0" in item:
-            raise _nul_at(path, "a string")
+            return _nul_at(path, "a string")
         if isinstance(item, dict):
-            for key, value in item.items():
+            for key, child in item.items():
                 if "\0" in key:
-                    raise _nul_at(path, "a key")
-                stack.append((value, f"{path}.{key}" if path else key))
+                    return _nul_at(path, "a key")
+                stack.append((child, f"{path}.{key}" if path else key))
         elif isinstance(item, list):
-            stack.extend((value, f"{path}[{i}]") for i, value in enumerate(item))
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
 
 
-def _nul_at(path: str, where: str) -> InvalidInput:
-    return InvalidInput(
+def _nul_at(path: str, where: str) -> tuple[str, str, str | None]:
+    reason = (
         f"{where} at {path or 'the top level'} contains a NUL character (\\u0000), "
-        "which cannot be stored",
-        code="invalid_character",
-        field=path or None,
+        "which cannot be stored"
     )
+    return "invalid_character", reason, path or None
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:

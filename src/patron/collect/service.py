@@ -13,14 +13,15 @@ from sqlalchemy import ColumnElement, Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
-from patron.collect.messages import Message as NormalisedMessage
 from patron.collect.messages import (
+    MAX_MESSAGE_BYTES,
     MessageError,
     Rejection,
     RequestMeta,
     measure,
     normalise,
 )
+from patron.collect.messages import Message as NormalisedMessage
 from patron.collect.models import Event, RejectedMessage, Source
 from patron.core.clock import utcnow
 from patron.core.dialect import insert_ignoring_conflicts, lock_event_log
@@ -30,7 +31,6 @@ from patron.core.pagination import Page, decode_int_cursor, encode_cursor
 
 SOURCE_KINDS = ("server", "browser", "mobile", "import", "crm")
 MAX_RAW_KEPT = 64 * 1024
-MAX_MESSAGE_BYTES = 32 * 1024
 
 
 # --- sources ---------------------------------------------------------------------------

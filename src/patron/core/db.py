@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -111,13 +110,6 @@ def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(
         engine.execution_options(**{SQLITE_BEGIN: "DEFERRED"}), expire_on_commit=False
     )
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit when the block ends, roll back when it raises."""
-    with factory() as session, session.begin():
-        yield session
 
 
 T = TypeVar("T")
