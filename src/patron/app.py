@@ -20,7 +20,9 @@ from patron.collect.tracking import router as tracking_router
 from patron.core.errors import PatronError
 from patron.core.runtime import Runtime
 from patron.core.web import json_response
+from patron.identity.api import router as identity_router
 from patron.pipeline import Processor
+from patron.profiles.api import router as profiles_router
 
 log = logging.getLogger("patron")
 
@@ -34,7 +36,11 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
         stop = threading.Event()
         thread = None
         if run_processor:
-            processor = Processor(runtime.sessions, batch_size=runtime.settings.process_batch_size)
+            processor = Processor(
+                runtime.sessions,
+                batch_size=runtime.settings.process_batch_size,
+                settings=runtime.settings,
+            )
             idle = runtime.settings.process_idle_ms / 1000
             thread = threading.Thread(
                 target=processor.run, args=(stop, idle), name="patron-processor", daemon=True
@@ -58,6 +64,8 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(collect_router)
     app.include_router(imports_router)
+    app.include_router(identity_router)
+    app.include_router(profiles_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

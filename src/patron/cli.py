@@ -156,9 +156,10 @@ def worker() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     console.print("Patron worker is processing the event log (Ctrl+C stops it)")
-    Processor(runtime.sessions, batch_size=settings.process_batch_size).run(
-        stop, settings.process_idle_ms / 1000
+    processor = Processor(
+        runtime.sessions, batch_size=settings.process_batch_size, settings=settings
     )
+    processor.run(stop, settings.process_idle_ms / 1000)
 
 
 @app.command()

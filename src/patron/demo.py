@@ -225,7 +225,9 @@ def load_shop(runtime: Runtime, *, people: int, seed: int, sources: dict[str, An
                 flush(kind)
     flush("web")
     flush("server")
-    Processor(runtime.sessions, batch_size=runtime.settings.process_batch_size).drain()
+    Processor(
+        runtime.sessions, batch_size=runtime.settings.process_batch_size, settings=runtime.settings
+    ).drain()
     return result
 
 

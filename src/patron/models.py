@@ -11,20 +11,46 @@ from patron.collect.models import (
     Source,
 )
 from patron.core.models import Base
+from patron.crm.models import Company, PersonCompany
+from patron.identity.models import (
+    BlockedValue,
+    Identity,
+    IdentityConflict,
+    IdentityRule,
+    Merge,
+    Person,
+    PersonEvent,
+    Separation,
+)
+from patron.profiles.models import ComputedState, ComputedTrait, TraitRule, TraitValue
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiToken",
     "AuditEntry",
+    "BlockedValue",
+    "Company",
+    "ComputedState",
+    "ComputedTrait",
     "Event",
     "EventCatalogEntry",
+    "Identity",
+    "IdentityConflict",
+    "IdentityRule",
     "Import",
     "ImportRejection",
     "LoginSession",
+    "Merge",
+    "Person",
+    "PersonCompany",
+    "PersonEvent",
     "ProcessingCursor",
     "RejectedMessage",
+    "Separation",
     "Source",
+    "TraitRule",
+    "TraitValue",
     "User",
     "metadata",
 ]

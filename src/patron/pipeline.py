@@ -1,15 +1,19 @@
 """The processing loop: read the event log in order and derive state from it.
 
 One cursor per processor, stored in the same transaction as the state each step derives,
-so a crash between two steps repeats nothing and skips nothing. Steps are handlers called
-with each batch of events in log order; later domains (identity, profiles, segments,
-destinations) add their handlers here.
+so a crash between two steps repeats nothing and skips nothing. Each step hands the batch
+to the handlers in order: the event catalog, then :func:`derive` (identity resolution,
+traits, computed traits, companies). Later domains (segments, destinations) add theirs.
+
+This module is the composition root: it also tells identity which functions of the
+domains above it run when persons merge, split or are replayed (``identity.hooks``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -20,11 +24,50 @@ from patron.collect.catalog import record_in_catalog
 from patron.collect.models import Event, ProcessingCursor
 from patron.core.clock import utcnow
 from patron.core.dialect import lock_row_for_update
+from patron.core.settings import Settings
+from patron.crm.service import forget_links, move_links, record_groups
+from patron.identity.graph import resolve_events
+from patron.identity.hooks import HOOKS
+from patron.identity.models import PersonEvent
+from patron.profiles.computed import forget_computed, move_computed, update_computed
+from patron.profiles.traits import forget_traits, move_traits, record_traits, refresh_visible
 
 log = logging.getLogger("patron.pipeline")
 
 Handler = Callable[[Session, Sequence[Event]], None]
-DEFAULT_HANDLERS: tuple[Handler, ...] = (record_in_catalog,)
+
+
+def owners_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
+    """The person each event (by log position) belongs to."""
+    owners: dict[int, uuid.UUID] = {}
+    for start in range(0, len(seqs), 1000):
+        chunk = list(seqs[start : start + 1000])
+        rows = session.execute(
+            select(PersonEvent.seq, PersonEvent.person_id).where(PersonEvent.seq.in_(chunk))
+        )
+        owners.update((seq, person) for seq, person in rows)
+    return owners
+
+
+def derive(session: Session, events: Sequence[Event], settings: Settings) -> None:
+    """Resolve each event to its person, then update that person's profile and companies."""
+    resolve_events(session, events, settings)
+    owners = owners_of(session, [e.seq for e in events])
+    refresh_visible(session, record_traits(session, events, owners))
+    update_computed(session, events, owners)
+    record_groups(session, events, owners)
+
+
+HOOKS.merged[:] = [move_traits, move_computed, move_links]
+HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
+HOOKS.replay = derive
+
+
+def default_handlers(settings: Settings) -> tuple[Handler, ...]:
+    def derive_profiles(session: Session, events: Sequence[Event]) -> None:
+        derive(session, events, settings)
+
+    return (record_in_catalog, derive_profiles)
 
 
 @dataclass
@@ -32,7 +75,12 @@ class Processor:
     sessions: sessionmaker[Session]
     name: str = "main"
     batch_size: int = 500
-    handlers: Sequence[Handler] = field(default_factory=lambda: DEFAULT_HANDLERS)
+    settings: Settings = field(default_factory=Settings)
+    handlers: Sequence[Handler] = ()
+
+    def __post_init__(self) -> None:
+        if not self.handlers:
+            self.handlers = default_handlers(self.settings)
 
     def step(self) -> int:
         """Process the next batch of the log; returns how many events it handled."""

@@ -57,6 +57,22 @@ class Settings(BaseSettings):
         False, description="Mark the UI session cookie Secure (serve behind HTTPS)."
     )
     log_level: str = Field("info", description="Log level of the server and worker.")
+    phone_region: str = Field(
+        "US",
+        description="Region (ISO 3166 code) assumed for phone numbers written without a "
+        "country code, when turning them into E.164 identifiers.",
+    )
+    email_provider_rules: bool = Field(
+        False,
+        description="Apply provider rules to email identifiers (Gmail ignores dots and "
+        "`+tags`), so `j.doe+x@gmail.com` and `jdoe@gmail.com` are one person.",
+    )
+    supernode_limit: int = Field(
+        20,
+        ge=2,
+        description="An identifier value that would join more than this many persons is "
+        "blocked and listed for review instead of merging them all.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the setting, or the embedded SQLite file."""

@@ -1,0 +1,87 @@
+"""Companies from ``group`` calls and the links between persons and companies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from patron.collect.models import Event
+from patron.core.clock import utcnow
+from patron.crm.models import Company, PersonCompany
+
+
+def record_groups(
+    session: Session, events: Sequence[Event], owners: Mapping[int, uuid.UUID]
+) -> None:
+    """Each group call creates or updates its company and links the person to it."""
+    groups = [e for e in events if e.type == "group"]
+    if not groups:
+        return
+    keys = {str(e.payload.get("groupId")) for e in groups}
+    companies = {
+        c.group_id: c for c in session.scalars(select(Company).where(Company.group_id.in_(keys)))
+    }
+    for e in groups:
+        group_id = str(e.payload.get("groupId"))
+        traits: dict[str, Any] = e.payload.get("traits") or {}
+        company = companies.get(group_id)
+        if company is None:
+            company = Company(group_id=group_id, traits={})
+            session.add(company)
+            companies[group_id] = company
+        company.traits = {**company.traits, **traits}
+        if isinstance(traits.get("name"), str):
+            company.name = traits["name"][:300]
+        company.updated_at = utcnow()
+        person = owners.get(e.seq)
+        if person is not None:
+            session.flush()
+            link_person(session, person, company.id, role=_role(e), seq=e.seq)
+
+
+def _role(event: Event) -> str | None:
+    context = event.payload.get("context")
+    traits = context.get("traits") if isinstance(context, dict) else None
+    role = traits.get("title") or traits.get("role") if isinstance(traits, dict) else None
+    return str(role)[:200] if role else None
+
+
+def link_person(
+    session: Session, person: uuid.UUID, company: uuid.UUID, *, role: str | None, seq: int | None
+) -> None:
+    link = session.get(PersonCompany, (person, company))
+    if link is None:
+        session.add(PersonCompany(person_id=person, company_id=company, role=role, since_seq=seq))
+    elif role:
+        link.role = role
+
+
+def companies_of(session: Session, person: uuid.UUID) -> list[tuple[Company, PersonCompany]]:
+    rows = session.execute(
+        select(Company, PersonCompany)
+        .join(PersonCompany, PersonCompany.company_id == Company.id)
+        .where(PersonCompany.person_id == person)
+        .order_by(Company.name)
+    )
+    return [(c, link) for c, link in rows]
+
+
+def move_links(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
+    """Merge hook: the merged person's companies become the survivor's."""
+    session.flush()
+    for link in list(
+        session.scalars(select(PersonCompany).where(PersonCompany.person_id == merged))
+    ):
+        link_person(session, survivor, link.company_id, role=link.role, seq=link.since_seq)
+        session.delete(link)
+    session.flush()
+
+
+def forget_links(session: Session, persons: Sequence[uuid.UUID]) -> None:
+    """Reset hook: links are derived from group calls and come back on replay."""
+    session.flush()
+    session.execute(delete(PersonCompany).where(PersonCompany.person_id.in_(list(persons))))

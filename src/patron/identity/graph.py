@@ -1,0 +1,481 @@
+"""The identity graph, live: attach each message to a person, merging when it links several.
+
+One :class:`Resolver` serves one batch of the log. It caches the identities it has seen,
+so a batch costs one lookup query for the identifiers it mentions plus a few per person it
+changes, and it is the same code for live processing, unmerges and ``patron rebuild``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from patron.collect.models import Event
+from patron.core.clock import as_utc, utcnow
+from patron.core.settings import Settings
+from patron.identity.hooks import HOOKS
+from patron.identity.identifiers import (
+    ANONYMOUS_ID,
+    BUILTIN_RULES,
+    DEFAULT_RULE,
+    USER_ID,
+    BlockEntry,
+    BlockList,
+    Identifier,
+    Normaliser,
+    Rule,
+    alias_previous,
+    extract,
+)
+from patron.identity.models import (
+    BlockedValue,
+    Identity,
+    IdentityConflict,
+    IdentityRule,
+    Merge,
+    Person,
+    PersonEvent,
+    Separation,
+)
+
+# Person ids are derived from the log position of the message that created the person,
+# so a replay (an unmerge, a rebuild) gives every person back the id it had.
+PERSON_NAMESPACE = uuid.UUID("6d1f1c4e-8a53-4c39-9d55-0d3f1a7b2e90")
+LOOKUP_CHUNK = 500
+
+
+def person_id_for(seq: int) -> uuid.UUID:
+    """The id of the person created by the message at log position ``seq``."""
+    return uuid.uuid5(PERSON_NAMESPACE, f"event:{seq}")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything that decides how identifiers link, loaded once per batch."""
+
+    rules: dict[str, Rule]
+    blocked: BlockList
+    normaliser: Normaliser
+    separations: tuple[tuple[frozenset[str], frozenset[str]], ...]
+    supernode_limit: int
+
+    def rule(self, kind: str) -> Rule:
+        found = self.rules.get(kind)
+        if found is not None:
+            return found
+        limit, priority = BUILTIN_RULES.get(kind, DEFAULT_RULE)
+        return Rule(kind, limit, priority)
+
+
+def load_policy(session: Session, settings: Settings) -> Policy:
+    """The rules, blocked values and separations in force now."""
+    rules = {
+        r.kind: Rule(r.kind, r.max_per_person, r.priority, r.trait)
+        for r in session.scalars(select(IdentityRule))
+    }
+    blocked = BlockList(
+        BlockEntry(b.kind, b.pattern, b.is_regex) for b in session.scalars(select(BlockedValue))
+    )
+    separations = tuple(
+        (frozenset(map(str, s.left)), frozenset(map(str, s.right)))
+        for s in session.scalars(select(Separation))
+    )
+    return Policy(
+        rules=rules,
+        blocked=blocked,
+        normaliser=Normaliser(settings.phone_region, settings.email_provider_rules),
+        separations=separations,
+        supernode_limit=settings.supernode_limit,
+    )
+
+
+@dataclass
+class Drop:
+    identifier: Identifier
+    reason: str
+    detail: str
+
+
+@dataclass
+class Resolver:
+    session: Session
+    policy: Policy
+    rows: dict[Identifier, Identity | None] = field(default_factory=dict)
+    members: dict[uuid.UUID, set[Identifier]] = field(default_factory=dict)
+    persons: dict[uuid.UUID, Person] = field(default_factory=dict)
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def prefetch(self, identifiers: Iterable[Identifier]) -> None:
+        """Load the identities of many identifiers at once (one query per chunk)."""
+        missing = sorted({i for i in identifiers if i not in self.rows})
+        for start in range(0, len(missing), LOOKUP_CHUNK):
+            chunk = missing[start : start + LOOKUP_CHUNK]
+            for i in chunk:
+                self.rows[i] = None
+            found = self.session.scalars(
+                select(Identity).where(Identity.value.in_({i.value for i in chunk}))
+            )
+            for row in found:
+                key = Identifier(row.kind, row.value)
+                if key in self.rows:
+                    self.rows[key] = row
+
+    def owner(self, identifier: Identifier) -> uuid.UUID | None:
+        if identifier not in self.rows:
+            self.prefetch([identifier])
+        row = self.rows[identifier]
+        return row.person_id if row is not None else None
+
+    def person(self, person_id: uuid.UUID) -> Person:
+        found = self.persons.get(person_id) or self.session.get(Person, person_id)
+        if found is None:
+            raise LookupError(f"person {person_id} vanished during resolution")
+        self.persons[person_id] = found
+        return found
+
+    def identities_of(self, person_id: uuid.UUID) -> set[Identifier]:
+        if person_id not in self.members:
+            rows = self.session.scalars(select(Identity).where(Identity.person_id == person_id))
+            found: set[Identifier] = set()
+            for row in rows:
+                key = Identifier(row.kind, row.value)
+                self.rows[key] = row
+                found.add(key)
+            self.members[person_id] = found
+        return self.members[person_id]
+
+    # --- one message ---------------------------------------------------------------------
+
+    def resolve(self, event: Event) -> uuid.UUID | None:
+        """Attach one message to its person (creating or merging as needed); return its id."""
+        identifiers, exempt = self._identifiers(event)
+        while identifiers:
+            anchor = min(identifiers, key=lambda i: (self.policy.rule(i.kind).priority, i))
+            owners = {i: o for i in identifiers if (o := self.owner(i)) is not None}
+            drop = self._problem(identifiers, owners, anchor, exempt)
+            if drop is None:
+                return self._apply(event, identifiers, owners)
+            identifiers.remove(drop.identifier)
+            self.session.add(
+                IdentityConflict(
+                    seq=event.seq,
+                    person_id=owners.get(anchor),
+                    kind=drop.identifier.kind,
+                    value=drop.identifier.value,
+                    reason=drop.reason,
+                    detail=drop.detail,
+                )
+            )
+        return None
+
+    def _identifiers(self, event: Event) -> tuple[list[Identifier], set[Identifier]]:
+        payload: dict[str, Any] = event.payload
+        policy = self.policy
+        found = extract(
+            event.type,
+            payload,
+            rules=policy.rules,
+            normaliser=policy.normaliser,
+            blocked=policy.blocked,
+        )
+        exempt: set[Identifier] = set()
+        if event.type == "alias":
+            previous = alias_previous(payload, normaliser=policy.normaliser, blocked=policy.blocked)
+            if previous is not None:
+                # An alias says in so many words that the previous id is this user: it
+                # links even past the user_id limit. Unknown previous ids are taken as
+                # anonymous ids, so the history sent under them later still arrives.
+                as_user = Identifier(USER_ID, previous)
+                as_anonymous = Identifier(ANONYMOUS_ID, previous)
+                self.prefetch([as_user, as_anonymous])
+                chosen = as_user if self.owner(as_user) is not None else as_anonymous
+                if chosen not in found:
+                    found.append(chosen)
+                exempt.add(chosen)
+        return found, exempt
+
+    def _problem(
+        self,
+        identifiers: list[Identifier],
+        owners: dict[Identifier, uuid.UUID],
+        anchor: Identifier,
+        exempt: set[Identifier],
+    ) -> Drop | None:
+        persons = set(owners.values())
+        new = [i for i in identifiers if i not in owners]
+        if len(persons) <= 1 and not new:
+            return None  # the common case: everything already points at one person
+        anchor_person = owners.get(anchor)
+        groups: list[set[Identifier]] = [set(self.identities_of(p)) for p in persons]
+        if new:
+            groups.append(set(new))
+        if drop := self._separation_problem(identifiers, owners, anchor, anchor_person, groups):
+            return drop
+        if drop := self._limit_problem(identifiers, owners, anchor, anchor_person, groups, exempt):
+            return drop
+        if len(persons) > 1:
+            return self._supernode_problem(identifiers, owners, len(persons))
+        return None
+
+    def _droppable(
+        self,
+        identifiers: list[Identifier],
+        owners: dict[Identifier, uuid.UUID],
+        anchor: Identifier,
+        anchor_person: uuid.UUID | None,
+        kinds: set[str] | None = None,
+    ) -> Identifier:
+        """The identifier to give up: from another person first, lowest priority first."""
+        others = [
+            i for i in identifiers if i != anchor and owners.get(i) not in (None, anchor_person)
+        ]
+        loose = [
+            i
+            for i in identifiers
+            if i != anchor and i not in owners and (kinds is None or i.kind in kinds)
+        ]
+        pool = others or loose or [i for i in identifiers if i != anchor] or [anchor]
+        return max(pool, key=lambda i: (self.policy.rule(i.kind).priority, i))
+
+    def _separation_problem(
+        self,
+        identifiers: list[Identifier],
+        owners: dict[Identifier, uuid.UUID],
+        anchor: Identifier,
+        anchor_person: uuid.UUID | None,
+        groups: list[set[Identifier]],
+    ) -> Drop | None:
+        if not self.policy.separations or len(groups) < 2:
+            return None
+        keys = [{i.key() for i in g} for g in groups]
+        for left, right in self.policy.separations:
+            with_left = {n for n, k in enumerate(keys) if k & left}
+            with_right = {n for n, k in enumerate(keys) if k & right}
+            if any(a != b for a in with_left for b in with_right):
+                drop = self._droppable(identifiers, owners, anchor, anchor_person)
+                return Drop(drop, "separation", "an unmerge keeps these identifiers apart")
+        return None
+
+    def _limit_problem(
+        self,
+        identifiers: list[Identifier],
+        owners: dict[Identifier, uuid.UUID],
+        anchor: Identifier,
+        anchor_person: uuid.UUID | None,
+        groups: list[set[Identifier]],
+        exempt: set[Identifier],
+    ) -> Drop | None:
+        combined: dict[str, set[str]] = {}
+        for group in groups:
+            for i in group:
+                if i not in exempt:
+                    combined.setdefault(i.kind, set()).add(i.value)
+        broken = {
+            kind
+            for kind, values in combined.items()
+            if (limit := self.policy.rule(kind).max_per_person) is not None and len(values) > limit
+        }
+        if not broken:
+            return None
+        drop = self._droppable(identifiers, owners, anchor, anchor_person, broken)
+        kinds = ", ".join(sorted(broken))
+        return Drop(drop, "limit", f"linking would give one person too many of: {kinds}")
+
+    def _supernode_problem(
+        self,
+        identifiers: list[Identifier],
+        owners: dict[Identifier, uuid.UUID],
+        joining: int,
+    ) -> Drop | None:
+        for i in identifiers:
+            row = self.rows.get(i)
+            if row is None or owners.get(i) is None:
+                continue
+            if row.joins + joining - 1 > self.policy.supernode_limit:
+                self._block_supernode(i)
+                return Drop(
+                    i,
+                    "supernode",
+                    f"this value would join more than {self.policy.supernode_limit} persons; "
+                    "it is blocked and listed for review",
+                )
+        return None
+
+    def _block_supernode(self, identifier: Identifier) -> None:
+        self.session.add(
+            BlockedValue(
+                kind=identifier.kind,
+                pattern=identifier.value,
+                origin="supernode",
+                status="review",
+                reason=f"would join more than {self.policy.supernode_limit} persons",
+            )
+        )
+        self.policy.blocked.add(BlockEntry(identifier.kind, identifier.value, False))
+
+    def _apply(
+        self,
+        event: Event,
+        identifiers: list[Identifier],
+        owners: dict[Identifier, uuid.UUID],
+    ) -> uuid.UUID:
+        found = {p: self.person(p) for p in set(owners.values())}
+        if found:
+            ordered = sorted(found.values(), key=lambda p: (p.created_seq, str(p.id)))
+            survivor = ordered[0]
+            for other in ordered[1:]:
+                linking = [i for i in identifiers if owners.get(i) in (other.id, survivor.id)]
+                self.merge(
+                    survivor,
+                    other,
+                    reason="alias" if event.type == "alias" else "message",
+                    seq=event.seq,
+                    evidence={
+                        "identifiers": [i.key() for i in linking],
+                        "message_type": event.type,
+                        "message_id": event.message_id,
+                    },
+                )
+                for i in linking:
+                    row = self.rows.get(i)
+                    if row is not None:
+                        row.joins += 1
+        else:
+            survivor = self.create_person(event.seq, as_utc(event.timestamp))
+        for i in identifiers:
+            if i not in owners:
+                self.attach(survivor.id, i, event.seq)
+        self._touch(survivor, as_utc(event.timestamp))
+        self.session.add(PersonEvent(seq=event.seq, person_id=survivor.id))
+        return survivor.id
+
+    # --- changes to the graph ------------------------------------------------------------
+
+    def create_person(self, seq: int, seen: datetime) -> Person:
+        person_id = person_id_for(seq)
+        person = self.session.get(Person, person_id)
+        if person is None:
+            person = Person(id=person_id, created_seq=seq, traits={}, computed={})
+            self.session.add(person)
+            # No ORM relationships order the inserts, so the row must exist before the
+            # identities and events that point at it.
+            self.session.flush()
+        else:  # revived by a replay: it comes back with its own id
+            person.merged_into, person.traits, person.computed = None, {}, {}
+            person.first_seen = person.last_seen = None
+        person.first_seen = person.last_seen = seen
+        self.persons[person_id] = person
+        self.members[person_id] = set()
+        return person
+
+    def attach(self, person_id: uuid.UUID, identifier: Identifier, seq: int) -> None:
+        row = Identity(
+            kind=identifier.kind, value=identifier.value, person_id=person_id, first_seq=seq
+        )
+        row.joins = 0
+        self.session.add(row)
+        self.rows[identifier] = row
+        self.identities_of(person_id).add(identifier)
+
+    def _touch(self, person: Person, seen: datetime) -> None:
+        first = as_utc(person.first_seen) if person.first_seen else None
+        last = as_utc(person.last_seen) if person.last_seen else None
+        if first is None or seen < first:
+            person.first_seen = seen
+        if last is None or seen > last:
+            person.last_seen = seen
+        person.updated_at = utcnow()
+
+    def merge(
+        self,
+        survivor: Person,
+        merged: Person,
+        *,
+        reason: str,
+        seq: int | None,
+        evidence: dict[str, Any],
+        actor: str | None = None,
+    ) -> Merge:
+        """Fold ``merged`` into ``survivor`` and record why."""
+        survivor_ids = self.identities_of(survivor.id)
+        merged_ids = self.identities_of(merged.id)
+        record = Merge(
+            survivor_id=survivor.id,
+            merged_id=merged.id,
+            reason=reason,
+            seq=seq,
+            evidence={**evidence, **({"actor": actor} if actor else {})},
+            survivor_identities=sorted(i.key() for i in survivor_ids),
+            merged_identities=sorted(i.key() for i in merged_ids),
+        )
+        self.session.add(record)
+        self.session.flush()
+        session = self.session
+        session.execute(
+            update(Identity).where(Identity.person_id == merged.id).values(person_id=survivor.id)
+        )
+        session.execute(
+            update(PersonEvent)
+            .where(PersonEvent.person_id == merged.id)
+            .values(person_id=survivor.id)
+        )
+        session.execute(
+            update(Person).where(Person.merged_into == merged.id).values(merged_into=survivor.id)
+        )
+        for i in merged_ids:
+            row = self.rows.get(i)
+            if row is not None:
+                row.person_id = survivor.id
+        survivor_ids |= merged_ids
+        self.members[merged.id] = set()
+        merged.merged_into = survivor.id
+        if merged.first_seen:
+            self._touch(survivor, as_utc(merged.first_seen))
+        if merged.last_seen:
+            self._touch(survivor, as_utc(merged.last_seen))
+        HOOKS.on_merge(session, survivor.id, merged.id)
+        return record
+
+
+def resolve_events(session: Session, events: Sequence[Event], settings: Settings) -> None:
+    """Attach every event of a batch to its person, in log order."""
+    if not events:
+        return
+    resolver = Resolver(session, load_policy(session, settings))
+    policy = resolver.policy
+    wanted: list[Identifier] = []
+    for e in events:
+        wanted += extract(
+            e.type,
+            e.payload,
+            rules=policy.rules,
+            normaliser=policy.normaliser,
+            blocked=policy.blocked,
+        )
+    resolver.prefetch(wanted)
+    for e in events:
+        resolver.resolve(e)
+    session.flush()
+
+
+def forget_persons(session: Session, person_ids: Sequence[uuid.UUID]) -> None:
+    """Delete what identity derived for these persons (before they are replayed)."""
+    ids = list(person_ids)
+    session.flush()
+    session.execute(delete(Identity).where(Identity.person_id.in_(ids)))
+    session.execute(delete(PersonEvent).where(PersonEvent.person_id.in_(ids)))
+    session.execute(
+        delete(Merge).where(
+            Merge.survivor_id.in_(ids),
+            Merge.undone_at.is_(None),
+            Merge.reason.in_(("message", "alias")),
+        )
+    )
+    session.execute(delete(IdentityConflict).where(IdentityConflict.person_id.in_(ids)))

@@ -1,0 +1,42 @@
+"""Where the domains above identity plug into merges, splits and replays.
+
+Identity sits below profiles and the CRM, so it cannot call them; they register here
+instead (``patron.pipeline`` does it, at the top of the import graph). Declared in one
+place so that what a merge touches is visible at a glance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from patron.collect.models import Event
+from patron.core.settings import Settings
+
+# (session, survivor id, merged id): move what the merged person owns to the survivor.
+MergeHook = Callable[[Session, uuid.UUID, uuid.UUID], None]
+# (session, person ids): forget everything derived for these persons before a replay.
+ResetHook = Callable[[Session, Sequence[uuid.UUID]], None]
+# (session, events in log order): derive everything again for these events.
+ReplayHook = Callable[[Session, Sequence[Event], Settings], None]
+
+
+@dataclass
+class Hooks:
+    merged: list[MergeHook] = field(default_factory=list)
+    reset: list[ResetHook] = field(default_factory=list)
+    replay: ReplayHook | None = None
+
+    def on_merge(self, session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
+        for hook in self.merged:
+            hook(session, survivor, merged)
+
+    def on_reset(self, session: Session, persons: Sequence[uuid.UUID]) -> None:
+        for hook in self.reset:
+            hook(session, persons)
+
+
+HOOKS = Hooks()

@@ -1,0 +1,164 @@
+"""The identity graph: persons, their identifiers, the events they own, merges and rules.
+
+Everything here except the rules, the blocked values and the separations recorded by
+unmerges is derived from the event log, and ``patron rebuild`` can derive it again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from patron.core.clock import utcnow
+from patron.core.models import Base, BigIntPK
+
+
+class Person(Base):
+    """One customer. A merged person stays as a pointer (``merged_into``) to its survivor."""
+
+    __tablename__ = "persons"
+    __table_args__ = (Index("ix_persons_merged_into", "merged_into"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # The log position of the message that created the person: the older person survives.
+    created_seq: Mapped[int] = mapped_column(BigInteger)
+    merged_into: Mapped[uuid.UUID | None]
+    traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    computed: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_seen: Mapped[datetime | None]
+    last_seen: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Identity(Base):
+    """One normalised identifier value and the person it resolves to."""
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        UniqueConstraint("kind", "value", name="uq_identities_kind_value"),
+        Index("ix_identities_person", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(60))
+    value: Mapped[str] = mapped_column(String(320))
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persons.id"))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    # How many other persons were merged in through this value (the super-node guard).
+    joins: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PersonEvent(Base):
+    """Which person owns each event of the log (the log itself is never rewritten)."""
+
+    __tablename__ = "person_events"
+    __table_args__ = (Index("ix_person_events_person_seq", "person_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persons.id"))
+
+
+class Merge(Base):
+    """One merge: who survived, who was merged, what linked them, and whether it was undone."""
+
+    __tablename__ = "merges"
+    __table_args__ = (
+        Index("ix_merges_survivor", "survivor_id"),
+        Index("ix_merges_merged", "merged_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    survivor_id: Mapped[uuid.UUID]
+    merged_id: Mapped[uuid.UUID]
+    # message (an identifier shared by a message), alias, manual, match
+    reason: Mapped[str] = mapped_column(String(20))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    # The identifiers that linked the two, and anything else that explains the merge.
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Each side's identifiers at the time of the merge ("kind:value" strings).
+    survivor_identities: Mapped[list[Any]] = mapped_column(default=list)
+    merged_identities: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
+    undone_by: Mapped[str | None] = mapped_column(String(320))
+
+
+class Separation(Base):
+    """A human decision that two sets of identifiers belong to different persons.
+
+    Written by an unmerge; the resolver never merges a person holding one side with a
+    person holding the other, live or in a rebuild.
+    """
+
+    __tablename__ = "identity_separations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    merge_id: Mapped[int | None] = mapped_column(BigInteger)
+    left: Mapped[list[Any]] = mapped_column(default=list)
+    right: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(320), default="system")
+
+
+class IdentityRule(Base):
+    """How one kind of identifier behaves: its limit per person and its priority.
+
+    ``max_per_person`` None means unlimited. A lower ``priority`` number wins: when a message
+    would break a limit, its identifier with the highest number is dropped first.
+    ``trait`` names a trait whose value is an identifier of this kind (external ids and
+    custom kinds an admin declares).
+    """
+
+    __tablename__ = "identity_rules"
+
+    kind: Mapped[str] = mapped_column(String(60), primary_key=True)
+    max_per_person: Mapped[int | None]
+    priority: Mapped[int] = mapped_column(default=50)
+    trait: Mapped[str | None] = mapped_column(String(200))
+    builtin: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlockedValue(Base):
+    """An identifier value that never links anything (exact, or a regular expression).
+
+    ``status`` is ``active`` for an admin's entry and ``review`` for a value the super-node
+    guard blocked on its own, waiting for someone to confirm or release it.
+    """
+
+    __tablename__ = "blocked_values"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    kind: Mapped[str | None] = mapped_column(String(60))
+    pattern: Mapped[str] = mapped_column(String(320))
+    is_regex: Mapped[bool] = mapped_column(default=False)
+    origin: Mapped[str] = mapped_column(String(20), default="admin")
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(320), default="system")
+
+
+class IdentityConflict(Base):
+    """An identifier a message carried but that was not used to link, and why."""
+
+    __tablename__ = "identity_conflicts"
+    __table_args__ = (Index("ix_identity_conflicts_person", "person_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    person_id: Mapped[uuid.UUID | None]
+    kind: Mapped[str] = mapped_column(String(60))
+    value: Mapped[str] = mapped_column(String(320))
+    # limit, separation, supernode
+    reason: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

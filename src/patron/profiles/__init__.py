@@ -1,0 +1,1 @@
+"""Profiles: traits with lineage and survivorship, computed traits, the timeline."""
