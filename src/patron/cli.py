@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,9 @@ from patron.core.errors import DatabaseBehind, PatronError
 from patron.core.migrations import current_revision, head_revision, upgrade
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings, get_settings
+
+# The composition root: importing it tells identity what merges and replays touch above it.
+import patron.pipeline  # noqa: F401  isort: skip
 
 
 class PatronGroup(TyperGroup):
@@ -45,11 +49,13 @@ users_app = typer.Typer(no_args_is_help=True, help="Users and roles.")
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens for the management API.")
 import_app = typer.Typer(no_args_is_help=True, help="Import files of events or people.")
 export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL.")
+identity_app = typer.Typer(no_args_is_help=True, help="Merges, unmerges and matching.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
+app.add_typer(identity_app, name="identity")
 
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -360,6 +366,110 @@ def export_events(
         count = run_export(db, output=output, source_name=source)
     if str(output) != "-":
         console.print(f"wrote {count} events to {output}")
+
+
+@export_app.command("people")
+def export_people(
+    output: Annotated[Path, typer.Argument(help="JSONL file to write; - for stdout.")],
+) -> None:
+    """Write every person with traits, computed traits and identities as JSONL."""
+    from patron.profiles.exports import export_people as run_export
+
+    runtime = start_runtime()
+    with runtime.readers() as db:
+        count = run_export(db, output=output)
+    if str(output) != "-":
+        console.print(f"wrote {count} people to {output}")
+
+
+@identity_app.command("merges")
+def identity_merges(
+    person: Annotated[str, typer.Argument(help="A person id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A person's merge history (undone merges included)."""
+    from patron.identity import service as identity
+
+    runtime = start_runtime()
+    with runtime.readers() as db:
+        found = identity.live_person(db, _uuid(person))
+        merges = identity.merge_history(db, found.id)
+        rows = [_merge_dict(m) for m in merges]
+    if as_json:
+        emit({"person_id": str(found.id), "merges": rows}, as_json=True, human="")
+        return
+    table = Table("id", "survivor", "merged", "reason", "identifiers", "at", "undone")
+    for m in rows:
+        table.add_row(
+            str(m["id"]),
+            m["survivor_id"][:8],
+            m["merged_id"][:8],
+            m["reason"],
+            ", ".join(m["evidence"].get("identifiers", [])),
+            m["created_at"][:19],
+            (m["undone_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@identity_app.command("unmerge")
+def identity_unmerge(
+    merge_id: Annotated[int, typer.Argument(help="The merge to undo.")],
+    block: Annotated[
+        list[str] | None,
+        typer.Option("--block", help="kind:value of the merge to block for good (repeatable)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Split a merge: both persons come back as they would be without it."""
+    from patron.identity import service as identity
+
+    runtime = start_runtime()
+    with runtime.sessions() as db:
+        merge = identity.unmerge(
+            db, merge_id=merge_id, settings=runtime.settings, actor=None, block=block or []
+        )
+        db.commit()
+        out = _merge_dict(merge)
+    emit(
+        out,
+        as_json=as_json,
+        human=f"undid merge {merge_id}: {out['merged_id']} is its own person again",
+    )
+
+
+@app.command()
+def rebuild(as_json: JsonFlag = False) -> None:
+    """Derive every person, identity, trait and computed trait again from the log."""
+    from patron.pipeline import rebuild as run_rebuild
+
+    runtime = start_runtime()
+    result = run_rebuild(runtime.sessions, runtime.settings)
+    emit(
+        {"events": result.events, "decisions": result.decisions, "orphans": result.orphans},
+        as_json=as_json,
+        human=f"rebuilt from {result.events} events; {result.decisions} decided merges "
+        f"applied again",
+    )
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise fail(f"{value!r} is not a person id") from None
+
+
+def _merge_dict(merge: Any) -> dict[str, Any]:
+    return {
+        "id": merge.id,
+        "survivor_id": str(merge.survivor_id),
+        "merged_id": str(merge.merged_id),
+        "reason": merge.reason,
+        "evidence": merge.evidence,
+        "created_at": merge.created_at.isoformat(),
+        "undone_at": merge.undone_at.isoformat() if merge.undone_at else None,
+    }
 
 
 if __name__ == "__main__":

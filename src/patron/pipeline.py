@@ -26,6 +26,7 @@ from patron.core.clock import utcnow
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm.service import forget_links, move_links, record_groups
+from patron.identity import service as identity
 from patron.identity.graph import resolve_events
 from patron.identity.hooks import HOOKS
 from patron.identity.models import PersonEvent
@@ -138,3 +139,25 @@ def position(session: Session, name: str = "main") -> int:
     """How far the named processor has read."""
     cursor = session.get(ProcessingCursor, name)
     return cursor.position if cursor else 0
+
+
+@dataclass
+class RebuildResult:
+    events: int
+    decisions: int
+    orphans: int
+
+
+def rebuild(sessions: sessionmaker[Session], settings: Settings) -> RebuildResult:
+    """Derive persons, identities, traits, computed traits and companies again from the log.
+
+    Human decisions (unmerges, blocks, rules, decided merges) are kept and applied. Run it
+    with the processing stopped elsewhere: until it ends, profiles are being rebuilt.
+    """
+    with sessions() as session, session.begin():
+        identity.reset_derived(session)
+    events = Processor(sessions, batch_size=settings.process_batch_size, settings=settings).drain()
+    with sessions() as session, session.begin():
+        decisions = identity.reapply_decisions(session, settings)
+        orphans = identity.remove_orphans(session)
+    return RebuildResult(events=events, decisions=decisions, orphans=orphans)

@@ -229,7 +229,7 @@ def test_a_super_node_is_blocked_and_listed_for_review(
 
 def test_group_links_the_person_to_a_company(tracker: Tracker, lookup: Lookup) -> None:
     tracker.send(
-        {"type": "identify", "userId": "u-5", "traits": {"email": "ceo@acme.test"}},
+        {"type": "identify", "userId": "u-5", "traits": {"email": "ceo@acme.com"}},
         {
             "type": "group",
             "userId": "u-5",

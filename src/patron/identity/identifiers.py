@@ -134,6 +134,7 @@ class Normaliser:
 
     def email(self, text: str) -> str | None:
         try:
+            # Special-use domains (.test, .local, ...) are refused: nobody can be reached there.
             parsed = validate_email(text, check_deliverability=False)
         except EmailNotValidError:
             return None
