@@ -12,7 +12,7 @@ from patron.core.runtime import Runtime
 from patron.crm.models import PersonCompany
 from patron.identity.models import Identity, Merge, Person, PersonEvent
 from patron.pipeline import rebuild
-from tests.identity.conftest import Lookup, Tracker
+from tests.conftest import Lookup, Tracker
 
 
 def snapshot(db: Session) -> dict[str, Any]:

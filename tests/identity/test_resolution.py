@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from patron.identity.models import IdentityConflict, Person
-from tests.identity.conftest import Lookup, Tracker
+from tests.conftest import Lookup, Tracker
 
 
 def identity_set(profile: dict[str, Any]) -> set[str]:
