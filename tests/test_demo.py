@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from patron.cli import app
 from patron.collect.models import Event
 from patron.core.settings import Settings
+from patron.identity.models import Identity, Person
 
 
 def test_demo_loads_a_realistic_shop_once(
@@ -51,6 +52,21 @@ def test_demo_loads_a_realistic_shop_once(
         .subquery()
     )
     assert db.scalar(select(func.max(per_user.c.devices))) >= 2
+    # Identity resolution made one person of each customer, whatever the device or email.
+    db.rollback()
+    holders = select(Identity.person_id).where(Identity.kind == "user_id")
+    customers = list(db.scalars(select(Person).where(Person.id.in_(holders))))
+    user_ids = db.scalar(select(func.count(distinct(Event.user_id))))
+    assert len(customers) == user_ids  # one person per customer, no two customers merged
+    assert all(p.merged_into is None for p in customers)
+    assert any(p.computed.get("lifetime_value", 0) > 0 for p in customers)
+    devices = (
+        select(Identity.person_id, func.count().label("n"))
+        .where(Identity.kind == "anonymous_id")
+        .group_by(Identity.person_id)
+        .subquery()
+    )
+    assert db.scalar(select(func.max(devices.c.n))) >= 2
     signed_in = client.post(
         "/v1/session",
         json={"email": summary["admin_email"], "password": summary["admin_password"]},
