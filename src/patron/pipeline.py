@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +31,19 @@ from patron.identity import service as identity
 from patron.identity.graph import resolve_events
 from patron.identity.hooks import HOOKS
 from patron.identity.models import PersonEvent
-from patron.profiles.computed import forget_computed, move_computed, update_computed
+from patron.profiles.computed import (
+    forget_computed,
+    move_computed,
+    refresh_windowed,
+    update_computed,
+)
 from patron.profiles.traits import forget_traits, move_traits, record_traits, refresh_visible
 
 log = logging.getLogger("patron.pipeline")
 
 Handler = Callable[[Session, Sequence[Event]], None]
+# Sliding windows lose old events by the hour; a quarter hour keeps them close enough.
+WINDOW_REFRESH_SECONDS = 900
 
 
 def owners_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
@@ -123,11 +131,24 @@ class Processor:
             total += handled
         return total
 
+    def refresh(self) -> int:
+        """Move sliding windows forward for persons who sent nothing new."""
+        with self.sessions() as session, session.begin():
+            return refresh_windowed(session)
+
     def run(self, stop: threading.Event, idle_seconds: float) -> None:
-        """Process until ``stop`` is set, sleeping ``idle_seconds`` when there is nothing new."""
+        """Process until ``stop`` is set, sleeping ``idle_seconds`` when there is nothing new.
+
+        When the log is drained, windowed computed traits are refreshed every
+        ``WINDOW_REFRESH_SECONDS``.
+        """
+        last_refresh = 0.0
         while not stop.is_set():
             try:
                 if self.step() == 0:
+                    if time.monotonic() - last_refresh > WINDOW_REFRESH_SECONDS:
+                        self.refresh()
+                        last_refresh = time.monotonic()
                     stop.wait(idle_seconds)
             except Exception:
                 # A bad step is rolled back and retried; the loop must outlive it.

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from patron.collect import service as collect_service
 from patron.core.runtime import Runtime
+from patron.profiles.computed import refresh_windowed
 from tests.conftest import Lookup, Tracker, basic
 
 
@@ -320,3 +321,25 @@ def test_blocking_a_value_splits_the_persons_it_joined(
         == 204
     )
     assert client.get("/v1/identity/blocked", headers=admin_headers).json() == []
+
+
+def test_sliding_windows_move_on_for_persons_who_went_quiet(
+    tracker: Tracker,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    lookup: Lookup,
+    runtime: Runtime,
+) -> None:
+    body = {"name": "visits_7d", "function": "count", "event": "Visited", "window_days": 7}
+    assert client.post("/v1/computed-traits", json=body, headers=admin_headers).status_code == 201
+    tracker.send(
+        {"type": "track", "userId": "u", "event": "Visited", "timestamp": at(5)},
+        {"type": "track", "userId": "u", "event": "Visited", "timestamp": at(1)},
+    )
+    assert lookup(user_id="u")["computed_traits"]["visits_7d"] == 2
+    with runtime.sessions() as session, session.begin():
+        assert refresh_windowed(session, now=datetime.now(UTC) + timedelta(days=3)) == 1
+    assert lookup(user_id="u")["computed_traits"]["visits_7d"] == 1
+    with runtime.sessions() as session, session.begin():
+        refresh_windowed(session, now=datetime.now(UTC) + timedelta(days=30))
+    assert lookup(user_id="u")["computed_traits"]["visits_7d"] == 0

@@ -162,3 +162,47 @@ class IdentityConflict(Base):
     reason: Mapped[str] = mapped_column(String(20))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MatchRun(Base):
+    """One run of the record-linkage matcher, and how far into the persons it got."""
+
+    __tablename__ = "match_runs"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    mode: Mapped[str] = mapped_column(String(20))  # full, or incremental (new persons only)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # Persons created at or before this log position were compared by this run.
+    high_water: Mapped[int] = mapped_column(BigInteger, default=0)
+    compared: Mapped[int] = mapped_column(default=0)
+    pairs: Mapped[int] = mapped_column(default=0)
+    merged: Mapped[int] = mapped_column(default=0)
+    queued: Mapped[int] = mapped_column(default=0)
+
+
+class MatchCandidate(Base):
+    """A pair of persons the matcher found alike, with per-field evidence.
+
+    ``status``: ``pending`` (waiting for a person), ``accepted`` or ``merged`` (merged, by a
+    person or automatically), ``rejected`` (never proposed again).
+    """
+
+    __tablename__ = "match_candidates"
+    __table_args__ = (
+        UniqueConstraint("left_id", "right_id", name="uq_match_candidates_pair"),
+        Index("ix_match_candidates_status", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    left_id: Mapped[uuid.UUID]
+    right_id: Mapped[uuid.UUID]
+    match_probability: Mapped[float]
+    match_weight: Mapped[float]
+    evidence: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    merge_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(320))

@@ -281,3 +281,28 @@ def _rebuild_for(session: Session, persons: Sequence[uuid.UUID], trait: Computed
             row.state = state
     session.flush()
     _publish(session, persons, definitions(session), states)
+
+
+def refresh_windowed(session: Session, now: datetime | None = None, chunk: int = 1000) -> int:
+    """Recompute sliding-window traits whose value is not empty, as old events leave the
+    window for persons who sent nothing new. Returns how many persons were refreshed."""
+    windowed = [t for t in definitions(session) if t.window_days is not None]
+    if not windowed:
+        return 0
+    ids = [t.id for t in windowed]
+    persons = sorted(
+        {
+            row.person_id
+            for row in session.scalars(select(ComputedState).where(ComputedState.trait_id.in_(ids)))
+            if row.state
+        },
+        key=str,
+    )
+    everything = definitions(session)
+    for start in range(0, len(persons), chunk):
+        part = persons[start : start + chunk]
+        states = _load_states(session, part)
+        _recompute_windowed(session, part, windowed, states, now=now)
+        session.flush()
+        _publish(session, part, everything, states)
+    return len(persons)
