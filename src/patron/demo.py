@@ -191,7 +191,14 @@ def _source(db: Session, name: str, kind: str) -> tuple[Source, str]:
     return existing, collect_service.rotate_write_key(db, existing, actor=None)
 
 
-def load_shop(runtime: Runtime, *, people: int, seed: int, sources: dict[str, Any]) -> DemoResult:
+def load_shop(
+    runtime: Runtime,
+    *,
+    people: int,
+    seed: int,
+    sources: dict[str, Any],
+    process: bool = True,
+) -> DemoResult:
     """Generate the shop's messages and push them through ingestion, then process the log."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, reproducible by seed
     now = utcnow()
@@ -225,6 +232,8 @@ def load_shop(runtime: Runtime, *, people: int, seed: int, sources: dict[str, An
                 flush(kind)
     flush("web")
     flush("server")
+    if not process:
+        return result
     Processor(
         runtime.sessions, batch_size=runtime.settings.process_batch_size, settings=runtime.settings
     ).drain()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from patron.auth.service import Actor, record_audit
 from patron.collect.models import Event, EventCatalogEntry, ProcessingCursor
 from patron.core.clock import utcnow
+from patron.core.dialect import lock_row_for_update
 from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import Page, decode_int_cursor, encode_cursor
 from patron.core.settings import Settings
@@ -38,6 +39,18 @@ from patron.identity.models import (
 
 REPLAY_CHUNK = 500
 DECISION_REASONS = ("manual", "match")
+
+
+def hold_processing(session: Session) -> None:
+    """Take the processor's turn: no batch is resolved while this transaction changes persons.
+
+    On PostgreSQL this locks the main cursor row, which every processing step locks too; on
+    SQLite the IMMEDIATE write transaction already excludes the processor.
+    """
+    if lock_row_for_update(session):
+        session.execute(
+            select(ProcessingCursor.name).where(ProcessingCursor.name == "main").with_for_update()
+        )
 
 
 # --- finding persons -------------------------------------------------------------------
@@ -121,6 +134,7 @@ def merge_persons(
     evidence: dict[str, object] | None = None,
 ) -> Merge:
     """Merge two persons by decision (a person's, or the matcher's); the older survives."""
+    hold_processing(session)
     a, b = live_person(session, first), live_person(session, second)
     if a.id == b.id:
         raise Conflict("these are already the same person", field="other_id")
@@ -179,6 +193,7 @@ def unmerge(
     The two sides are kept apart from now on (a separation), and ``block`` may name
     identifiers of the merge's evidence (``kind:value``) to block for good.
     """
+    hold_processing(session)
     merge = get_merge(session, merge_id)
     if merge.undone_at is not None:
         raise Conflict(f"merge {merge_id} was already undone", field="merge_id")
@@ -401,6 +416,7 @@ def block_value(
             re.compile(pattern)
         except re.error as exc:
             raise InvalidInput(f"not a valid regular expression: {exc}", field="pattern") from exc
+    hold_processing(session)
     row = BlockedValue(
         kind=kind,
         pattern=pattern,
