@@ -109,6 +109,10 @@ class Resolver:
     rows: dict[Identifier, Identity | None] = field(default_factory=dict)
     members: dict[uuid.UUID, set[Identifier]] = field(default_factory=dict)
     persons: dict[uuid.UUID, Person] = field(default_factory=dict)
+    # New rows wait here and are written together (persons first, for the foreign keys):
+    # flushing the session for every new person was most of the cost of resolving.
+    new_persons: list[Person] = field(default_factory=list)
+    new_rows: list[Identity | PersonEvent | IdentityConflict] = field(default_factory=list)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -126,6 +130,25 @@ class Resolver:
                 key = Identifier(row.kind, row.value)
                 if key in self.rows:
                     self.rows[key] = row
+        self._load_persons({r.person_id for r in self.rows.values() if r is not None})
+
+    def _load_persons(self, ids: Iterable[uuid.UUID]) -> None:
+        missing = [i for i in ids if i not in self.persons]
+        for start in range(0, len(missing), LOOKUP_CHUNK):
+            chunk = missing[start : start + LOOKUP_CHUNK]
+            for person in self.session.scalars(select(Person).where(Person.id.in_(chunk))):
+                self.persons[person.id] = person
+
+    def write(self) -> None:
+        """Write the new persons, then the rows that point at them."""
+        if self.new_persons:
+            self.session.add_all(self.new_persons)
+            self.session.flush()
+            self.new_persons = []
+        if self.new_rows:
+            self.session.add_all(self.new_rows)
+            self.session.flush()
+            self.new_rows = []
 
     def owner(self, identifier: Identifier) -> uuid.UUID | None:
         if identifier not in self.rows:
@@ -163,7 +186,7 @@ class Resolver:
             if drop is None:
                 return self._apply(event, identifiers, owners)
             identifiers.remove(drop.identifier)
-            self.session.add(
+            self.new_rows.append(
                 IdentityConflict(
                     seq=event.seq,
                     person_id=owners.get(anchor),
@@ -353,20 +376,17 @@ class Resolver:
             if i not in owners:
                 self.attach(survivor.id, i, event.seq)
         self._touch(survivor, as_utc(event.timestamp))
-        self.session.add(PersonEvent(seq=event.seq, person_id=survivor.id))
+        self.new_rows.append(PersonEvent(seq=event.seq, person_id=survivor.id))
         return survivor.id
 
     # --- changes to the graph ------------------------------------------------------------
 
     def create_person(self, seq: int, seen: datetime) -> Person:
         person_id = person_id_for(seq)
-        person = self.session.get(Person, person_id)
+        person = self.persons.get(person_id)
         if person is None:
             person = Person(id=person_id, created_seq=seq, traits={}, computed={})
-            self.session.add(person)
-            # No ORM relationships order the inserts, so the row must exist before the
-            # identities and events that point at it.
-            self.session.flush()
+            self.new_persons.append(person)
         else:  # revived by a replay: it comes back with its own id
             person.merged_into, person.traits, person.computed = None, {}, {}
             person.first_seen = person.last_seen = None
@@ -380,7 +400,7 @@ class Resolver:
             kind=identifier.kind, value=identifier.value, person_id=person_id, first_seq=seq
         )
         row.joins = 0
-        self.session.add(row)
+        self.new_rows.append(row)
         self.rows[identifier] = row
         self.identities_of(person_id).add(identifier)
 
@@ -415,6 +435,7 @@ class Resolver:
             survivor_identities=sorted(i.key() for i in survivor_ids),
             merged_identities=sorted(i.key() for i in merged_ids),
         )
+        self.write()
         self.session.add(record)
         self.session.flush()
         session = self.session
@@ -459,10 +480,12 @@ def resolve_events(session: Session, events: Sequence[Event], settings: Settings
             normaliser=policy.normaliser,
             blocked=policy.blocked,
         )
+    # A replay recreates persons under their old ids: those rows are revived, not inserted.
+    resolver._load_persons(person_id_for(e.seq) for e in events)
     resolver.prefetch(wanted)
     for e in events:
         resolver.resolve(e)
-    session.flush()
+    resolver.write()
 
 
 def forget_persons(session: Session, person_ids: Sequence[uuid.UUID]) -> None:
