@@ -142,3 +142,71 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10) -> N
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def batch(server: LiveServer, *messages: dict[str, object]) -> None:
+    sent = httpx.post(
+        f"{server.url}/v1/batch", auth=(server.write_key, ""), json={"batch": list(messages)}
+    )
+    assert sent.status_code == 200, sent.text
+
+
+def test_a_person_shows_everything_and_a_manager_can_undo_a_merge(
+    page: Page, live_server: LiveServer, runtime: Runtime
+) -> None:
+    with runtime.sessions() as session:
+        auth_service.create_user(
+            session, email="max@example.com", role="manager", password=PASSWORD, name="Max"
+        )
+        session.commit()
+    batch(
+        live_server,
+        {"type": "page", "anonymousId": "tablet", "name": "Shoes"},
+        {
+            "type": "identify",
+            "userId": "c-1",
+            "traits": {"email": "lea@example.com", "name": "Léa Martin"},
+        },
+        {
+            "type": "track",
+            "userId": "c-1",
+            "event": "Order Completed",
+            "properties": {"revenue": 80},
+        },
+    )
+    wait_for(lambda: _processed(live_server, "tablet"), "the tablet visitor to be a person")
+    batch(live_server, {"type": "identify", "userId": "c-1", "anonymousId": "tablet"})
+    sign_in(page, live_server, "max@example.com", PASSWORD)
+    page.get_by_role("link", name="People").click()
+    page.get_by_label("Value").fill("LEA@example.com")
+    deadline = time.monotonic() + 10
+    while True:  # the processor inside the server merges within moments
+        page.get_by_role("button", name="Open").click()
+        if page.locator("li.merge").count() or time.monotonic() > deadline:
+            break
+        page.goto(f"{live_server.url}/people")
+        page.get_by_label("Value").fill("LEA@example.com")
+    expect(page.get_by_role("heading", name="Léa Martin")).to_be_visible()
+    expect(page.locator("ul.identities")).to_contain_text("anonymous_id tablet")
+    expect(page.locator("table.traits").last).to_contain_text("lifetime_value")
+    expect(page.locator("table.events tbody tr")).to_have_count(4)
+    page.get_by_role("button", name="Undo merge").click()
+    # The tablet visitor came first, so the merged profile had its id; it is alone again.
+    expect(page.locator("li.merge")).to_contain_text("undone")
+    expect(page.get_by_role("heading", name="Anonymous visitor")).to_be_visible()
+    expect(page.locator("ul.identities")).not_to_contain_text("c-1")
+    expect(page.locator("table.events tbody tr")).to_have_count(1)
+    page.get_by_role("link", name="the other person →").click()
+    expect(page.get_by_role("heading", name="Léa Martin")).to_be_visible()
+    expect(page.locator("ul.identities")).not_to_contain_text("tablet")
+    expect(page.locator("table.events tbody tr")).to_have_count(3)
+    page.screenshot(path=str(SCREENSHOT.with_name("patron-person.png")), full_page=True)
+
+
+def _processed(server: LiveServer, anonymous_id: str) -> bool:
+    found = httpx.get(
+        f"{server.url}/v1/persons",
+        params={"anonymous_id": anonymous_id},
+        headers=server.admin_headers,
+    )
+    return found.status_code == 200

@@ -1,4 +1,4 @@
-"""The server-rendered UI: sign-in, the live event debugger and the sources page.
+"""The server-rendered UI: sign-in, the live event debugger, sources, people.
 
 Every page calls the same service functions as the JSON API. Templates autoescape, because
 event payloads carry strings any website visitor can choose. Pages answer with a strict
@@ -28,6 +28,8 @@ from patron.collect import service as collect_service
 from patron.collect.catalog import catalog_for
 from patron.core.errors import InvalidInput, PatronError, Unauthenticated
 from patron.core.web import DB, Limit, RuntimeDep
+from patron.identity import service as identity_service
+from patron.profiles import service as profile_service
 
 HERE = Path(__file__).parent
 templates = Environment(
@@ -219,3 +221,105 @@ def sources(request: Request, db: DB, runtime: RuntimeDep) -> Response:
     base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
     listed = [(s, catalog_for(db, s.id)) for s in collect_service.list_sources(db)]
     return render(request, "sources.html", actor=actor, sources=listed, base=base)
+
+
+LOOKUP_KINDS = ("email", "user_id", "phone", "anonymous_id")
+# Who may split a merge from the person page, as in the JSON API (admins always may).
+STEWARDS = (Role.manager,)
+
+
+@router.get("/people")
+def people(
+    request: Request,
+    db: DB,
+    runtime: RuntimeDep,
+    cursor: QueryText = None,
+    kind: QueryText = None,
+    value: QueryText = None,
+) -> Response:
+    """Every person, newest first; a lookup by identifier opens that person's page."""
+    actor = signed_in(request, db)
+    if actor is None:
+        return to_login(request)
+    if kind and value:
+        try:
+            found = identity_service.find_by_identifier(
+                db, kind=kind, value=value, settings=runtime.settings
+            )
+        except PatronError as exc:
+            page = identity_service.list_persons(db, limit=50, cursor=None)
+            return render(
+                request,
+                "people.html",
+                exc.status,
+                actor=actor,
+                page=page,
+                error=exc.message,
+                kind=kind,
+                value=value,
+                kinds=LOOKUP_KINDS,
+                older=None,
+            )
+        return RedirectResponse(f"/people/{found.id}", status_code=303)
+    try:
+        page = identity_service.list_persons(db, limit=50, cursor=cursor or None)
+    except PatronError as exc:
+        return render(request, "error.html", exc.status, actor=actor, error=exc)
+    older = f"/people?{_query(cursor=page.next_cursor)}" if page.next_cursor else None
+    return render(
+        request,
+        "people.html",
+        actor=actor,
+        page=page,
+        error=None,
+        kind=kind or "email",
+        value=value or "",
+        kinds=LOOKUP_KINDS,
+        older=older,
+    )
+
+
+@router.get("/people/{person_id}")
+def person(request: Request, db: DB, person_id: uuid.UUID, cursor: QueryText = None) -> Response:
+    """One person: traits with their sources, identities, companies, merges, timeline."""
+    actor = signed_in(request, db)
+    if actor is None:
+        return to_login(request)
+    try:
+        profile = profile_service.get_profile(db, person_id, with_lineage=True)
+        events = profile_service.timeline(db, profile.person.id, limit=50, cursor=cursor or None)
+    except PatronError as exc:
+        return render(request, "error.html", exc.status, actor=actor, error=exc)
+    if profile.person.id != person_id:  # a merged person's id: show the survivor
+        return RedirectResponse(f"/people/{profile.person.id}", status_code=303)
+    sources = {s.id: s.name for s in collect_service.list_sources(db)}
+    older = (
+        f"/people/{person_id}?{_query(cursor=events.next_cursor)}" if events.next_cursor else None
+    )
+    return render(
+        request,
+        "person.html",
+        actor=actor,
+        profile=profile,
+        events=events,
+        sources=sources,
+        older=older,
+        may_unmerge=actor.role in (Role.admin, *STEWARDS),
+    )
+
+
+@router.post("/people/{person_id}/merges/{merge_id}/undo")
+def undo_merge(
+    request: Request, db: DB, runtime: RuntimeDep, person_id: uuid.UUID, merge_id: int
+) -> Response:
+    """Split a merge from the person page, then show the person again."""
+    actor = signed_in(request, db)
+    if actor is None:
+        return to_login(request)
+    try:
+        actor.require(*STEWARDS)
+        identity_service.unmerge(db, merge_id=merge_id, settings=runtime.settings, actor=actor)
+        db.commit()
+    except PatronError as exc:
+        return render(request, "error.html", exc.status, actor=actor, error=exc)
+    return RedirectResponse(f"/people/{person_id}", status_code=303)
