@@ -1,0 +1,1 @@
+"""Identity resolution: identifiers, the identity graph, merges and matching."""
