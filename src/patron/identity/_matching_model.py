@@ -68,14 +68,22 @@ def _jw(column: str, threshold: float) -> str:
     return f"jaro_winkler_similarity({column}_l, {column}_r) >= {threshold}"
 
 
-def _name(field: str, other: str) -> Comparison:
+def _name(field: str, other: str, *, counts_swap: bool) -> Comparison:
+    swapped = f"{field}_l = {other}_r AND {other}_l = {field}_r"
     return Comparison(
         field=field,
         null_sql=_null(field),
         levels=(
             Level("exact", f"{field}_l = {field}_r", 0.85, 0.01, tf_column=field),
-            # The two names entered the other way round: as strong as an exact match.
-            Level("swapped", f"{field}_l = {other}_r AND {other}_l = {field}_r", 0.04, 0.0001),
+            # First and last name entered the other way round. Counted once, under the
+            # first name (the last name's level is neutral), and with fixed parameters:
+            # random sampling puts its u near zero and both names' frequencies would
+            # be needed to correct it, so learnt it would outweigh an exact full name
+            # ("Smith Donald" for any Donald Smith). Here it is worth about as much as
+            # one exact common name, less than both names agreeing in place.
+            Level("swapped", swapped, 0.04, 0.0005, fixed=True)
+            if counts_swap
+            else Level("swapped (counted under the first name)", swapped, 0.04, 0.04, fixed=True),
             Level("jaro-winkler >= 0.92", _jw(field, 0.92), 0.06, 0.005),
             Level("jaro-winkler >= 0.80", _jw(field, 0.80), 0.03, 0.04),
             Level("else", "ELSE", 0.02, 0.945),
@@ -84,8 +92,8 @@ def _name(field: str, other: str) -> Comparison:
 
 
 COMPARISONS: tuple[Comparison, ...] = (
-    _name("first_name", "last_name"),
-    _name("last_name", "first_name"),
+    _name("first_name", "last_name", counts_swap=True),
+    _name("last_name", "first_name", counts_swap=False),
     Comparison(
         field="email",
         null_sql=_null("email"),
