@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -87,14 +88,17 @@ def bench_incremental(n_existing: int, n_new: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000", help="find_duplicates sizes")
-    parser.add_argument("--existing", type=int, default=100_000)
+    parser.add_argument("--existing", type=int, default=100_000, help="0 skips match_new")
     parser.add_argument("--new", type=int, default=1_000)
     args, _ = parser.parse_known_args(argv)
     # Splink warns about levels it could not train; the benchmark reports numbers only.
     logging.getLogger("splink").setLevel(logging.ERROR)
     report: dict[str, Any] = {"machine": machine(), "seed": SEED}
     report["find_duplicates"] = [bench_dedupe(int(n)) for n in args.sizes.split(",")]
-    report["match_new"] = bench_incremental(args.existing, args.new)
+    if args.existing:
+        report["match_new"] = bench_incremental(args.existing, args.new)
+    # Peak resident memory of this process over all runs (Linux reports KiB).
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(json.dumps(report, indent=2))
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -167,7 +169,14 @@ def test_match_new_pairs_new_with_existing_and_new_never_existing_with_existing(
     assert len(found & truth) / len(truth) >= 0.8
 
 
-def test_same_input_gives_the_same_output(
-    population: SyntheticPersons, deduped: list[CandidatePair]
+def test_same_input_gives_the_same_output_and_leaves_no_files(
+    population: SyntheticPersons,
+    deduped: list[CandidatePair],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)
+    spills_before = set(Path(tempfile.gettempdir()).glob("patron-match-*"))
     assert find_duplicates([*population.records, *STRANGERS]) == deduped
+    assert list(tmp_path.iterdir()) == []
+    assert set(Path(tempfile.gettempdir()).glob("patron-match-*")) == spills_before

@@ -24,6 +24,7 @@ written to disk and the DuckDB connection is closed before returning.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -227,7 +228,10 @@ def _session(
             ),
         }
     )
-    con = duckdb.connect(":memory:")
+    # In memory; should DuckDB spill to disk, it does so into a directory removed on exit
+    # rather than its default ``.tmp`` in the working directory.
+    spill = tempfile.TemporaryDirectory(prefix="patron-match-")
+    con = duckdb.connect(":memory:", config={"temp_directory": spill.name})
     try:
         con.register("raw_persons", table)
         con.execute(_PREPARE_SQL)
@@ -236,6 +240,7 @@ def _session(
         yield api, api.register("persons", table_name="persons_input")
     finally:
         con.close()
+        spill.cleanup()
 
 
 def _trained_linker(sdf: Any, n_records: int) -> Linker:
