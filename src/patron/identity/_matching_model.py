@@ -187,7 +187,9 @@ COMPARISONS: tuple[Comparison, ...] = (
 PREDICTION_BLOCKING_RULES = (
     "l.email = r.email",
     "l.phone = r.phone",
-    "l.last_name = r.last_name AND l.first_initial = r.first_initial",
+    "l.first_name = r.first_name AND l.last_name = r.last_name",
+    "l.last_name = r.last_name AND l.first_initial = r.first_initial"
+    " AND l.birth_year = r.birth_year",
     "l.first_name = r.last_name AND l.last_name = r.first_name",
     "l.birth_date = r.birth_date",
     "l.postcode = r.postcode AND l.first_initial = r.first_initial",
