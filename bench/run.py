@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("ingest", "identity")
+BENCHMARKS = ("ingest", "identity", "matching")
 
 
 def main(argv: list[str]) -> int:

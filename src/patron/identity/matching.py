@@ -1,0 +1,377 @@
+"""Probabilistic record linkage: likely duplicate persons that share no identifier.
+
+A Fellegi-Sunter model (Splink on an in-memory DuckDB) compares names, email, phone, birth
+date and address, and learns its parameters from the records themselves, without labels:
+
+- u probabilities (how often unrelated persons agree by chance) from a seeded random
+  sample of pairs;
+- m probabilities (how often records of the same person agree) by expectation
+  maximisation over pairs blocked on the full name and on the birth date;
+- the prior (the probability that two random records are the same person) from
+  deterministic rules of assumed recall;
+- term-frequency adjustments on first name, last name and city, so that two "Smith"s
+  count for less than two "Quennell"s.
+
+Where the data cannot estimate a parameter the model keeps hand-set defaults (see
+``_matching_model``). A trained comparison whose strongest level does not count *for* a
+match, or whose else level does not count *against* one, is EM gone wrong (small data, or
+fields so correlated that EM explains one with the other) and falls back to its defaults.
+
+The engine is pure: records in, scored pairs with per-field evidence out. Nothing is
+written to disk and the DuckDB connection is closed before returning.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from splink import DuckDBAPI, Linker
+from splink.internals.exceptions import SplinkException
+
+from patron.identity._matching_model import (
+    COMPARISONS,
+    DEFAULT_PRIOR_PER_RECORD,
+    DETERMINISTIC_RECALL,
+    DETERMINISTIC_RULES,
+    TRAINING_BLOCKING_RULES,
+    Comparison,
+    settings_dict,
+)
+
+DEFAULT_THRESHOLD = 0.5
+
+# Below this many records there are too few pairs for u sampling and EM to beat the
+# defaults; the model is used as set by hand.
+MIN_RECORDS_TO_TRAIN = 500
+# Sampled pairs for u and blocked pairs for each EM run: enough for stable estimates of
+# levels with u around 1e-4, small enough to train on 100,000 persons in seconds.
+U_SAMPLE_PAIRS = 2_000_000
+EM_MAX_PAIRS = 400_000
+SEED = 42
+
+
+@dataclass(frozen=True)
+class MatchRecord:
+    """One person as the matcher sees them; every field but the id may be missing."""
+
+    person_id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birth_date: str | None = None
+    street: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldEvidence:
+    """How one compared field voted: its comparison level and match weight (log2 of the
+    Bayes factor, term-frequency adjustment included), and the normalised values."""
+
+    field: str
+    level: str
+    match_weight: float
+    left: str | None
+    right: str | None
+
+
+@dataclass(frozen=True)
+class CandidatePair:
+    """Two persons that are probably one. ``left_id < right_id``.
+
+    ``match_weight`` is ``prior_match_weight`` plus the sum of the evidence weights.
+    """
+
+    left_id: str
+    right_id: str
+    match_probability: float
+    match_weight: float
+    prior_match_weight: float
+    evidence: tuple[FieldEvidence, ...]
+
+
+def find_duplicates(
+    records: Sequence[MatchRecord], *, threshold: float = DEFAULT_THRESHOLD
+) -> list[CandidatePair]:
+    """Every likely duplicate pair within one set of persons, above ``threshold``."""
+    _check_unique_ids(records)
+    if len(records) < 2:
+        return []
+    with _session(records, new_ids=None) as (api, sdf):
+        linker = _trained_linker(sdf, len(records))
+        predictions = linker.inference.predict(
+            threshold_match_probability=threshold, warning_mode="never"
+        )
+        return _read_pairs(api, predictions.physical_name, linker)
+
+
+def match_new(
+    new: Sequence[MatchRecord],
+    existing: Sequence[MatchRecord],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[CandidatePair]:
+    """Likely duplicates of the new persons, among the existing base and each other.
+
+    Existing persons are never paired with each other. The model is trained on existing
+    and new together: the base is what makes the estimates good (a batch of new persons
+    is usually far too small to train on), and including the new records keeps the term
+    frequencies and u probabilities true to the data being scored, with no trained model
+    to store and keep in step with the base.
+    """
+    _check_unique_ids([*existing, *new])
+    if not new or len(new) + len(existing) < 2:
+        return []
+    with _session([*existing, *new], new_ids={r.person_id for r in new}) as (api, sdf):
+        linker = _trained_linker(sdf, len(new) + len(existing))
+        api.duckdb_con.execute(
+            "CREATE TABLE new_persons AS SELECT * FROM persons WHERE is_new;"
+            "CREATE TABLE old_persons AS SELECT * FROM persons WHERE NOT is_new"
+        )
+        new_sdf = api.register("new_persons", table_name="new_input")
+        old_sdf = api.register("old_persons", table_name="old_input")
+        for column in ("first_name", "last_name", "city"):
+            linker.table_management.compute_tf_table(column)
+        pairs: list[CandidatePair] = []
+        if len(new) > 1:
+            within = linker.inference.predict_within(
+                new_sdf, threshold_match_probability=threshold, warning_mode="never"
+            )
+            pairs += _read_pairs(api, within.physical_name, linker)
+        if existing:
+            between = linker.inference.predict_between(
+                old_sdf, new_sdf, threshold_match_probability=threshold, warning_mode="never"
+            )
+            pairs += _read_pairs(api, between.physical_name, linker)
+        return sorted(pairs, key=lambda p: (p.left_id, p.right_id))
+
+
+def _check_unique_ids(records: Sequence[MatchRecord]) -> None:
+    ids = [r.person_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("person_id must be unique across the records given to the matcher")
+
+
+# Normalisation in SQL, so 100,000 records cost one DuckDB statement, not a Python loop:
+# names and cities lower-cased without accents or punctuation; emails lower-cased, local
+# part without a +tag; phones to digits (E.164 arrives with +, others with spaces);
+# postcodes upper-case without spaces; birth dates parsed, a bad one treated as missing.
+_PREPARE_SQL = """
+CREATE TABLE persons AS
+WITH clean AS (
+    SELECT
+        person_id AS unique_id,
+        is_new,
+        NULLIF(trim(regexp_replace(strip_accents(lower(first_name)), '[^a-z ]', '', 'g')), '')
+            AS first_name,
+        NULLIF(trim(regexp_replace(strip_accents(lower(last_name)), '[^a-z ]', '', 'g')), '')
+            AS last_name,
+        NULLIF(lower(trim(email)), '') AS email,
+        NULLIF(split_part(split_part(lower(trim(email)), '@', 1), '+', 1), '') AS email_local,
+        NULLIF(regexp_replace(phone, '[^0-9]', '', 'g'), '') AS phone,
+        TRY_CAST(birth_date AS DATE) AS birth_date,
+        NULLIF(trim(regexp_replace(strip_accents(lower(street)), '[^a-z0-9 ]', '', 'g')), '')
+            AS street,
+        NULLIF(trim(regexp_replace(strip_accents(lower(city)), '[^a-z ]', '', 'g')), '')
+            AS city,
+        NULLIF(regexp_replace(upper(postcode), '[^A-Z0-9]', '', 'g'), '') AS postcode
+    FROM raw_persons
+)
+SELECT
+    unique_id, is_new, first_name, last_name,
+    left(first_name, 1) AS first_initial,
+    email,
+    email_local,
+    -- What the local part says beyond the names (jclark17 -> j17, john.kelly -> nothing).
+    NULLIF(replace(replace(regexp_replace(email_local, '[^a-z0-9]', '', 'g'),
+        coalesce(replace(first_name, ' ', ''), '#'), ''),
+        coalesce(replace(last_name, ' ', ''), '#'), ''), '') AS email_handle,
+    phone,
+    CASE WHEN length(phone) >= 7 THEN right(phone, 7) END AS phone_tail,
+    CAST(birth_date AS VARCHAR) AS birth_date,
+    year(birth_date) AS birth_year,
+    month(birth_date) AS birth_month,
+    day(birth_date) AS birth_day,
+    street, city, postcode,
+    CASE WHEN length(postcode) >= 5 THEN left(postcode, length(postcode) - 3) END
+        AS postcode_area
+FROM clean
+ORDER BY unique_id
+"""
+
+
+@contextmanager
+def _session(
+    records: Sequence[MatchRecord], new_ids: set[str] | None
+) -> Iterator[tuple[DuckDBAPI, Any]]:
+    """An in-memory DuckDB holding the prepared ``persons`` table, closed afterwards."""
+    columns: dict[str, list[Any]] = {f.name: [] for f in fields(MatchRecord)}
+    for record in records:
+        for name, values in columns.items():
+            values.append(getattr(record, name))
+    table = pa.table(
+        {
+            **{name: pa.array(values, type=pa.string()) for name, values in columns.items()},
+            "is_new": pa.array(
+                [new_ids is not None and r.person_id in new_ids for r in records],
+                type=pa.bool_(),
+            ),
+        }
+    )
+    # In memory; should DuckDB spill to disk, it does so into a directory removed on exit
+    # rather than its default ``.tmp`` in the working directory.
+    spill = tempfile.TemporaryDirectory(prefix="patron-match-")
+    con = duckdb.connect(":memory:", config={"temp_directory": spill.name})
+    try:
+        con.register("raw_persons", table)
+        con.execute(_PREPARE_SQL)
+        con.unregister("raw_persons")
+        api = DuckDBAPI(con)
+        yield api, api.register("persons", table_name="persons_input")
+    finally:
+        con.close()
+        spill.cleanup()
+
+
+def _trained_linker(sdf: Any, n_records: int) -> Linker:
+    """A linker whose parameters are learnt from ``sdf``, or the defaults where they cannot be."""
+    prior = _default_prior(n_records)
+    if n_records < MIN_RECORDS_TO_TRAIN:
+        # Term frequencies from a handful of records would call every name common.
+        return Linker(sdf, settings_dict(prior, term_frequencies=False), log_level=None)
+    trainer = Linker(sdf, settings_dict(prior), log_level=None)
+    prior = _estimate_prior(trainer, default=prior)
+    try:
+        trainer.training.estimate_u_using_random_sampling(
+            max_pairs=U_SAMPLE_PAIRS, seed=SEED, min_count_per_level=None, num_chunks=1
+        )
+        for rule in TRAINING_BLOCKING_RULES:
+            trainer.training.estimate_parameters_using_expectation_maximisation(
+                rule, max_pairs=EM_MAX_PAIRS
+            )
+    except (SplinkException, ValueError, ZeroDivisionError, duckdb.Error):
+        # Training gave up part way; whatever it estimated before is kept, the rest
+        # stays at the defaults, and the sanity check below catches half-trained nonsense.
+        pass
+    trained = trainer.misc.save_model_to_json()
+    return Linker(sdf, _sanitised(trained, prior), log_level=None)
+
+
+def _default_prior(n_records: int) -> float:
+    pairs = n_records * (n_records - 1) / 2
+    return min(0.5, DEFAULT_PRIOR_PER_RECORD * n_records / max(pairs, 1))
+
+
+def _estimate_prior(linker: Linker, *, default: float) -> float:
+    try:
+        linker.training.estimate_probability_two_random_records_match(
+            list(DETERMINISTIC_RULES), recall=DETERMINISTIC_RECALL
+        )
+    except (SplinkException, ValueError):
+        # The rules found more pairs than the assumed recall allows: a tiny or odd input.
+        return default
+    estimated = float(linker._settings_obj._probability_two_random_records_match)
+    # No deterministic pair at all says little about the prior of a small input.
+    return estimated if 0 < estimated < 1 else default
+
+
+def _sanitised(model: dict[str, Any], prior: float) -> dict[str, Any]:
+    """The trained model with impossible or back-to-front comparisons reset to defaults.
+
+    Comparisons are matched by name: an EM run that fails part way can leave a comparison
+    out of the saved model altogether (seen when a training block has no pairs).
+    """
+    defaults = settings_dict(prior)
+    trained = {c["output_column_name"]: c for c in model["comparisons"]}
+    comparisons = []
+    for default in defaults["comparisons"]:
+        comparison = trained.get(default["output_column_name"])
+        if comparison is None or not _plausible(comparison["comparison_levels"]):
+            comparisons.append(default)
+            continue
+        for level, default_level in zip(
+            comparison["comparison_levels"], default["comparison_levels"], strict=True
+        ):
+            for key in ("m_probability", "u_probability"):
+                if key in default_level and not _probability(level.get(key)):
+                    level[key] = default_level[key]
+        comparisons.append(comparison)
+    return {**model, "comparisons": comparisons, "probability_two_random_records_match": prior}
+
+
+def _probability(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 1
+
+
+def _plausible(levels: list[dict[str, Any]]) -> bool:
+    """Agreement on the strongest level must count for a match and the else level against."""
+    scored = [lv for lv in levels if not lv.get("is_null_level")]
+    first, last = scored[0], scored[-1]
+    keys = ("m_probability", "u_probability")
+    if not all(_probability(lv.get(k)) for lv in (first, last) for k in keys):
+        return False
+    return bool(
+        first["m_probability"] > first["u_probability"]
+        and last["m_probability"] < last["u_probability"]
+    )
+
+
+def _read_pairs(api: DuckDBAPI, table: str, linker: Linker) -> list[CandidatePair]:
+    prior = float(linker._settings_obj._probability_two_random_records_match)
+    prior_weight = math.log2(prior / (1 - prior))
+    con = api.duckdb_con
+    # ``table`` is a name Splink generated, never input: no injection.
+    present = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}  # noqa: S608
+    columns = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
+    for c in COMPARISONS:
+        columns += [f"gamma_{c.field}", f"{c.field}_l", f"{c.field}_r", f"mw_{c.field}"]
+        tf_column = f"mw_tf_adj_{c.field}"
+        columns.append(tf_column if tf_column in present else "CAST(0 AS DOUBLE)")
+    sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY unique_id_l, unique_id_r"  # noqa: S608
+    rows = con.execute(sql).fetchall()
+    return [_pair(row, prior_weight) for row in rows]
+
+
+def _pair(row: tuple[Any, ...], prior_weight: float) -> CandidatePair:
+    left_id, right_id, probability, weight = row[:4]
+    swap = left_id > right_id
+    evidence = []
+    for i, comparison in enumerate(COMPARISONS):
+        gamma, left, right, field_weight, tf_weight = row[4 + 5 * i : 9 + 5 * i]
+        evidence.append(
+            _evidence(comparison, gamma, left, right, field_weight + tf_weight, swap=swap)
+        )
+    if swap:
+        left_id, right_id = right_id, left_id
+    return CandidatePair(
+        left_id=left_id,
+        right_id=right_id,
+        match_probability=round(float(probability), 9),
+        match_weight=round(float(weight), 9),
+        prior_match_weight=round(prior_weight, 9),
+        evidence=tuple(evidence),
+    )
+
+
+def _evidence(
+    comparison: Comparison, gamma: int, left: Any, right: Any, weight: float, *, swap: bool
+) -> FieldEvidence:
+    if swap:
+        left, right = right, left
+    return FieldEvidence(
+        field=comparison.field,
+        level=comparison.label_of(int(gamma)),
+        match_weight=round(float(weight), 9),
+        left=None if left is None else str(left),
+        right=None if right is None else str(right),
+    )
