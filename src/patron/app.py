@@ -40,6 +40,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
                 runtime.sessions,
                 batch_size=runtime.settings.process_batch_size,
                 settings=runtime.settings,
+                readers=runtime.readers,
             )
             idle = runtime.settings.process_idle_ms / 1000
             thread = threading.Thread(

@@ -163,7 +163,10 @@ def worker() -> None:
         signal.signal(signum, lambda *_: stop.set())
     console.print("Patron worker is processing the event log (Ctrl+C stops it)")
     processor = Processor(
-        runtime.sessions, batch_size=settings.process_batch_size, settings=settings
+        runtime.sessions,
+        batch_size=settings.process_batch_size,
+        settings=settings,
+        readers=runtime.readers,
     )
     processor.run(stop, settings.process_idle_ms / 1000)
 
@@ -435,6 +438,37 @@ def identity_unmerge(
         out,
         as_json=as_json,
         human=f"undid merge {merge_id}: {out['merged_id']} is its own person again",
+    )
+
+
+@identity_app.command("match")
+def identity_match(
+    full: Annotated[
+        bool, typer.Option("--full", help="Compare everyone, not only what changed.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record linkage: merge near-certain duplicates, queue likely ones for review."""
+    from patron.identity import linkage
+
+    runtime = start_runtime()
+    summary = linkage.run_matching(
+        runtime.readers, runtime.sessions, settings=runtime.settings, actor=None, full=full
+    )
+    run = summary.run
+    emit(
+        {
+            "id": run.id,
+            "mode": run.mode,
+            "compared": run.compared,
+            "pairs": run.pairs,
+            "merged": run.merged,
+            "queued": run.queued,
+            "merge_ids": summary.merges,
+        },
+        as_json=as_json,
+        human=f"compared {run.compared} persons: {run.merged} merged, "
+        f"{run.queued} queued for review (GET /v1/identity/match/candidates)",
     )
 
 

@@ -27,6 +27,7 @@ from patron.core.clock import utcnow
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm.service import forget_links, move_links, record_groups
+from patron.identity import linkage
 from patron.identity import service as identity
 from patron.identity.graph import resolve_events
 from patron.identity.hooks import HOOKS
@@ -86,6 +87,8 @@ class Processor:
     batch_size: int = 500
     settings: Settings = field(default_factory=Settings)
     handlers: Sequence[Handler] = ()
+    # Read-only sessions for record linkage's scoring (falls back to ``sessions``).
+    readers: sessionmaker[Session] | None = None
 
     def __post_init__(self) -> None:
         if not self.handlers:
@@ -136,19 +139,35 @@ class Processor:
         with self.sessions() as session, session.begin():
             return refresh_windowed(session)
 
+    def match(self) -> int | None:
+        """Incremental record linkage, when persons were created or changed since the last
+        run; returns the run's id, or None when there was nothing to compare."""
+        readers = self.readers or self.sessions
+        with readers() as session:
+            if not linkage.needs_run(session):
+                return None
+        summary = linkage.run_matching(readers, self.sessions, settings=self.settings, actor=None)
+        return summary.run.id
+
     def run(self, stop: threading.Event, idle_seconds: float) -> None:
         """Process until ``stop`` is set, sleeping ``idle_seconds`` when there is nothing new.
 
         When the log is drained, windowed computed traits are refreshed every
-        ``WINDOW_REFRESH_SECONDS``.
+        ``WINDOW_REFRESH_SECONDS``, and record linkage runs over what changed every
+        ``match_interval_seconds`` (the first time one interval after start).
         """
         last_refresh = 0.0
+        last_match = time.monotonic()
+        match_every = self.settings.match_interval_seconds
         while not stop.is_set():
             try:
                 if self.step() == 0:
                     if time.monotonic() - last_refresh > WINDOW_REFRESH_SECONDS:
                         self.refresh()
                         last_refresh = time.monotonic()
+                    if match_every and time.monotonic() - last_match > match_every:
+                        last_match = time.monotonic()
+                        self.match()
                     stop.wait(idle_seconds)
             except Exception:
                 # A bad step is rolled back and retried; the loop must outlive it.

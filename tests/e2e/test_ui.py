@@ -210,3 +210,53 @@ def _processed(server: LiveServer, anonymous_id: str) -> bool:
         headers=server.admin_headers,
     )
     return found.status_code == 200
+
+
+def test_a_manager_reviews_possible_duplicates_in_the_browser(
+    page: Page, live_server: LiveServer, runtime: Runtime
+) -> None:
+    with runtime.sessions() as session:
+        auth_service.create_user(
+            session, email="mo@example.com", role="manager", password=PASSWORD, name="Mo"
+        )
+        session.commit()
+    jonathan = {"firstName": "Jonathan", "lastName": "Quennell", "city": "Ashford"}
+    batch(
+        live_server,
+        {
+            "type": "identify",
+            "userId": "web-1",
+            "traits": {"email": "jo@example.com", **jonathan, "birthday": "1984-03-02"},
+        },
+        {"type": "identify", "userId": "shop-1", "traits": {"email": "jq@hotel.com", **jonathan}},
+        {"type": "identify", "userId": "x-1", "traits": {"name": "Ada Lovelace"}},
+    )
+    wait_for(lambda: _processed_user(live_server, "x-1"), "the three persons to exist")
+    sign_in(page, live_server, "mo@example.com", PASSWORD)
+    page.goto(f"{live_server.url}/people")
+    page.get_by_role("link", name="Possible duplicates →").click()
+    expect(page.get_by_text("Nothing to review.")).to_be_visible()
+    page.get_by_role("button", name="Look for duplicates now").click()
+    pair = page.locator("section.candidate")
+    expect(pair).to_have_count(1)
+    expect(pair.locator("h2")).to_contain_text("Jonathan Quennell")
+    expect(pair.locator("table.evidence")).to_contain_text("quennell")
+    pair.get_by_role("button", name="Same person: merge").click()
+    expect(page.get_by_text("Nothing to review.")).to_be_visible()
+    web = httpx.get(
+        f"{live_server.url}/v1/persons",
+        params={"user_id": "web-1"},
+        headers=live_server.admin_headers,
+    ).json()
+    assert {"user_id:web-1", "user_id:shop-1"} <= {
+        f"{i['kind']}:{i['value']}" for i in web["identities"]
+    }
+    page.goto(f"{live_server.url}/people/{web['id']}")
+    expect(page.locator("li.merge")).to_contain_text("alike on")
+
+
+def _processed_user(server: LiveServer, user_id: str) -> bool:
+    found = httpx.get(
+        f"{server.url}/v1/persons", params={"user_id": user_id}, headers=server.admin_headers
+    )
+    return found.status_code == 200

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
         description="An identifier value that would join more than this many persons is "
         "blocked and listed for review instead of merging them all.",
     )
+    match_auto_merge: float = Field(
+        0.99,
+        ge=0.5,
+        le=1.0,
+        description="Record linkage: persons who share no identifier but match with at "
+        "least this probability are merged automatically (reason `match`, undoable).",
+    )
+    match_review: float = Field(
+        0.8,
+        ge=0.01,
+        le=1.0,
+        description="Record linkage: pairs matching with at least this probability (and "
+        "below the auto-merge one) are queued for a person to accept or reject.",
+    )
+    match_interval_seconds: int = Field(
+        3600,
+        ge=0,
+        description="How often the idle processor runs incremental record linkage over "
+        "persons created or changed since the last run; 0 turns it off.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the setting, or the embedded SQLite file."""

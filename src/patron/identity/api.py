@@ -1,4 +1,4 @@
-"""Identity API: merges and unmerges, identifier rules, blocked values, conflicts."""
+"""Identity API: merges and unmerges, identifier rules, blocked values, conflicts, matching."""
 
 from __future__ import annotations
 
@@ -11,13 +11,19 @@ from patron.auth.deps import AdminActor, CurrentActor, require
 from patron.auth.models import Role
 from patron.auth.service import Actor
 from patron.core.web import DB, Cursor, Limit, RuntimeDep
-from patron.identity import service
-from patron.identity.models import BlockedValue, Merge
+from patron.identity import linkage, service
+from patron.identity.models import BlockedValue, MatchCandidate, Merge
 from patron.identity.schemas import (
     BlockedIn,
     BlockedOut,
     ConflictOut,
     ConflictPage,
+    MatchCandidateOut,
+    MatchCandidatePage,
+    MatchDecisionOut,
+    MatchRunIn,
+    MatchRunOut,
+    MatchRunResult,
     MergeOut,
     RuleIn,
     RuleOut,
@@ -123,3 +129,64 @@ def list_conflicts(
         total=page.total,
         next_cursor=page.next_cursor,
     )
+
+
+@router.post("/identity/match", response_model=MatchRunResult)
+def run_matching(body: MatchRunIn, db: DB, actor: Steward, runtime: RuntimeDep) -> MatchRunResult:
+    """Run record linkage now: merge near-certain duplicates, queue likely ones for review."""
+    # Scoring runs in its own read transaction and only the decisions write: end the
+    # request's transaction (authentication opened it) so it holds no lock meanwhile.
+    db.rollback()
+    summary = linkage.run_matching(
+        runtime.readers, runtime.sessions, settings=runtime.settings, actor=actor, full=body.full
+    )
+    return MatchRunResult(
+        **MatchRunOut.model_validate(summary.run).model_dump(), merge_ids=summary.merges
+    )
+
+
+@router.get("/identity/match/candidates", response_model=MatchCandidatePage)
+def list_match_candidates(
+    db: DB,
+    _actor: CurrentActor,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: Annotated[
+        str | None, Query(description="pending, merged, accepted or rejected; default: all")
+    ] = None,
+) -> MatchCandidatePage:
+    """Pairs of persons the matcher found alike, with the evidence of each field."""
+    page = linkage.list_candidates(db, status=status, limit=limit, cursor=cursor)
+    return MatchCandidatePage(
+        items=[MatchCandidateOut.model_validate(c) for c in page.items],
+        total=page.total,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/identity/match/candidates/{candidate_id}", response_model=MatchCandidateOut)
+def get_match_candidate(candidate_id: int, db: DB, _actor: CurrentActor) -> MatchCandidate:
+    """One pair with its evidence."""
+    return linkage.get_candidate(db, candidate_id)
+
+
+@router.post("/identity/match/candidates/{candidate_id}/accept", response_model=MatchDecisionOut)
+def accept_match_candidate(
+    candidate_id: int, db: DB, actor: Steward, runtime: RuntimeDep
+) -> MatchDecisionOut:
+    """They are one person: merge them (undoable like any merge)."""
+    candidate, merge = linkage.accept_candidate(
+        db, candidate_id=candidate_id, settings=runtime.settings, actor=actor
+    )
+    db.commit()
+    return MatchDecisionOut(
+        candidate=MatchCandidateOut.model_validate(candidate), merge=MergeOut.model_validate(merge)
+    )
+
+
+@router.post("/identity/match/candidates/{candidate_id}/reject", response_model=MatchDecisionOut)
+def reject_match_candidate(candidate_id: int, db: DB, actor: Steward) -> MatchDecisionOut:
+    """They are different people: the pair is never proposed again."""
+    candidate = linkage.reject_candidate(db, candidate_id=candidate_id, actor=actor)
+    db.commit()
+    return MatchDecisionOut(candidate=MatchCandidateOut.model_validate(candidate), merge=None)

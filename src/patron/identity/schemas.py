@@ -95,3 +95,64 @@ class ConflictPage(BaseModel):
     items: list[ConflictOut]
     total: int
     next_cursor: str | None
+
+
+class MatchRunIn(BaseModel):
+    full: bool = Field(
+        False,
+        description="Compare every person with every other; by default only the persons "
+        "created or changed since the last run are compared (with everyone).",
+    )
+
+
+class MatchRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    mode: str
+    started_at: datetime
+    finished_at: datetime | None
+    high_water: int
+    compared: int
+    pairs: int
+    merged: int
+    queued: int
+
+
+class MatchRunResult(MatchRunOut):
+    merge_ids: list[int]
+
+
+class FieldEvidenceOut(BaseModel):
+    field: str
+    level: str
+    match_weight: float
+    left: str | None
+    right: str | None
+
+
+class MatchCandidateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    run_id: int
+    left_id: uuid.UUID
+    right_id: uuid.UUID
+    match_probability: float
+    match_weight: float
+    evidence: list[FieldEvidenceOut]
+    status: str
+    merge_id: int | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class MatchCandidatePage(BaseModel):
+    items: list[MatchCandidateOut]
+    total: int
+    next_cursor: str | None
+
+
+class MatchDecisionOut(BaseModel):
+    candidate: MatchCandidateOut
+    merge: MergeOut | None

@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
 
 from patron.auth import service as auth_service
 from patron.auth.api import set_session_cookie
@@ -28,7 +29,9 @@ from patron.collect import service as collect_service
 from patron.collect.catalog import catalog_for
 from patron.core.errors import InvalidInput, PatronError, Unauthenticated
 from patron.core.web import DB, Limit, RuntimeDep
+from patron.identity import linkage
 from patron.identity import service as identity_service
+from patron.identity.models import Person
 from patron.profiles import service as profile_service
 
 HERE = Path(__file__).parent
@@ -277,6 +280,71 @@ def people(
         kinds=LOOKUP_KINDS,
         older=older,
     )
+
+
+@router.get("/people/duplicates")
+def duplicates(request: Request, db: DB, cursor: QueryText = None) -> Response:
+    """Pairs the matcher found likely to be one person, waiting for someone to decide."""
+    actor = signed_in(request, db)
+    if actor is None:
+        return to_login(request)
+    try:
+        page = linkage.list_candidates(db, status="pending", limit=25, cursor=cursor or None)
+    except PatronError as exc:
+        return render(request, "error.html", exc.status, actor=actor, error=exc)
+    ids = {i for c in page.items for i in (c.left_id, c.right_id)}
+    persons = {p.id: p for p in db.scalars(select(Person).where(Person.id.in_(ids)))}
+    older = f"/people/duplicates?{_query(cursor=page.next_cursor)}" if page.next_cursor else None
+    return render(
+        request,
+        "duplicates.html",
+        actor=actor,
+        page=page,
+        persons=persons,
+        older=older,
+        may_decide=actor.role in (Role.admin, *STEWARDS),
+    )
+
+
+@router.post("/people/duplicates/run")
+def run_duplicates(request: Request, db: DB, runtime: RuntimeDep) -> Response:
+    """Run record linkage now over what changed, then show the queue."""
+    actor = signed_in(request, db)
+    if actor is None:
+        return to_login(request)
+    try:
+        actor.require(*STEWARDS)
+        db.rollback()  # scoring reads in its own transaction; hold no lock meanwhile
+        linkage.run_matching(
+            runtime.readers, runtime.sessions, settings=runtime.settings, actor=actor
+        )
+    except PatronError as exc:
+        return render(request, "error.html", exc.status, actor=actor, error=exc)
+    return RedirectResponse("/people/duplicates", status_code=303)
+
+
+@router.post("/people/duplicates/{candidate_id}/{decision}")
+def decide_duplicate(
+    request: Request, db: DB, runtime: RuntimeDep, candidate_id: int, decision: str
+) -> Response:
+    """Accept (merge) or reject a pair from the review queue."""
+    actor = signed_in(request, db)
+    if actor is None:
+        return to_login(request)
+    try:
+        actor.require(*STEWARDS)
+        if decision == "accept":
+            linkage.accept_candidate(
+                db, candidate_id=candidate_id, settings=runtime.settings, actor=actor
+            )
+        elif decision == "reject":
+            linkage.reject_candidate(db, candidate_id=candidate_id, actor=actor)
+        else:
+            raise InvalidInput("the decision is accept or reject", field="decision")
+        db.commit()
+    except PatronError as exc:
+        return render(request, "error.html", exc.status, actor=actor, error=exc)
+    return RedirectResponse("/people/duplicates", status_code=303)
 
 
 @router.get("/people/{person_id}")
