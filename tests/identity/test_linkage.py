@@ -262,3 +262,28 @@ def test_persons_with_nothing_but_contacts_are_left_to_the_identity_graph(
         "TN24 8AB",
         "GB",
     )
+
+
+def test_the_review_queue_follows_a_match_merge_through_a_later_unmerge(
+    tracker: Tracker, lookup: Lookup, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    base(tracker)
+    identify(tracker, "shop-77", "jq84@hotel.com", JONATHAN)
+    match(client, admin_headers)
+    # Another merge in the same cluster, then undone: the match decision is applied again.
+    tracker.send({"type": "page", "anonymousId": "kiosk", "name": "Home"})
+    tracker.send({"type": "identify", "userId": "u-1", "anonymousId": "kiosk"})
+    graph_merge = next(m for m in lookup(user_id="u-1")["merges"] if m["reason"] != "match")
+    undo = client.post(f"/v1/merges/{graph_merge['id']}/undo", json={}, headers=admin_headers)
+    assert undo.status_code == 200, undo.text
+
+    person = lookup(user_id="u-1")
+    assert person["id"] == lookup(user_id="shop-77")["id"]
+    [match_merge] = [m for m in person["merges"] if m["reason"] == "match" and not m["undone_at"]]
+    [candidate] = client.get(
+        "/v1/identity/match/candidates", params={"status": "merged"}, headers=admin_headers
+    ).json()["items"]
+    assert candidate["merge_id"] == match_merge["id"]
+    assert (
+        client.get(f"/v1/merges/{candidate['merge_id']}", headers=admin_headers).status_code == 200
+    )

@@ -117,6 +117,32 @@ def test_a_conflicting_email_is_dropped_before_it_merges_two_users(
     assert one["traits"]["email"] == "two@example.com"
 
 
+def test_a_person_merged_by_decision_keeps_linking_within_what_it_holds(
+    tracker: Tracker,
+    lookup: Lookup,
+    client: TestClient,
+    admin_headers: dict[str, str],
+) -> None:
+    tracker.send(
+        {"type": "identify", "userId": "web-1", "traits": {"email": "a@example.com"}},
+        {"type": "identify", "userId": "shop-1", "traits": {"email": "b@example.com"}},
+        {"type": "page", "anonymousId": "phone-browser", "name": "Home"},
+    )
+    web, shop = lookup(user_id="web-1"), lookup(user_id="shop-1")
+    merged = client.post(
+        f"/v1/persons/{web['id']}/merge", json={"other_id": shop["id"]}, headers=admin_headers
+    )
+    assert merged.status_code == 200, merged.text
+    # Two user ids by decision, past the limit of one: an anonymous history still attaches.
+    tracker.send({"type": "identify", "userId": "shop-1", "anonymousId": "phone-browser"})
+    person = lookup(user_id="web-1")
+    assert lookup(anonymous_id="phone-browser")["id"] == person["id"]
+    # A third user id would add to what the person holds: refused as before.
+    tracker.send({"type": "identify", "userId": "other-9", "anonymousId": "phone-browser"})
+    assert lookup(user_id="other-9")["id"] != person["id"]
+    assert "user_id:other-9" not in identity_set(lookup(user_id="web-1"))
+
+
 def test_alias_merges_the_previous_id_into_the_user(tracker: Tracker, lookup: Lookup) -> None:
     tracker.send(
         {"type": "track", "anonymousId": "anon-9", "event": "Signed Up"},

@@ -296,14 +296,23 @@ class Resolver:
         exempt: set[Identifier],
     ) -> Drop | None:
         combined: dict[str, set[str]] = {}
+        # The most values of a kind one side holds already: a person can hold more than the
+        # limit through a decided merge (two shop accounts merged by hand or by the
+        # matcher), and linking only breaks a limit when it adds values beyond that.
+        held: dict[str, int] = {}
         for group in groups:
+            counts: dict[str, int] = {}
             for i in group:
                 if i not in exempt:
                     combined.setdefault(i.kind, set()).add(i.value)
+                    counts[i.kind] = counts.get(i.kind, 0) + 1
+            for kind, count in counts.items():
+                held[kind] = max(held.get(kind, 0), count)
         broken = {
             kind
             for kind, values in combined.items()
-            if (limit := self.policy.rule(kind).max_per_person) is not None and len(values) > limit
+            if (limit := self.policy.rule(kind).max_per_person) is not None
+            and len(values) > max(limit, held[kind])
         }
         if not broken:
             return None

@@ -31,6 +31,7 @@ from patron.identity.models import (
     Identity,
     IdentityConflict,
     IdentityRule,
+    MatchCandidate,
     Merge,
     Person,
     PersonEvent,
@@ -296,10 +297,17 @@ def _reapply(session: Session, decisions: Sequence[Merge], settings: Settings) -
         if a.id == b.id:
             continue
         survivor, merged = sorted((a, b), key=lambda p: (p.created_seq, str(p.id)))
-        Resolver(session, load_policy(session, settings)).merge(
+        again = Resolver(session, load_policy(session, settings)).merge(
             survivor, merged, reason=decision.reason, seq=None, evidence=dict(decision.evidence)
         )
-        session.delete(decision)  # the merge just made records the same decision again
+        # The merge just made records the same decision again; what pointed at the old
+        # record (the matcher's review queue) follows it.
+        session.execute(
+            update(MatchCandidate)
+            .where(MatchCandidate.merge_id == decision.id)
+            .values(merge_id=again.id)
+        )
+        session.delete(decision)
     session.flush()
 
 
