@@ -39,6 +39,7 @@ from patron.core.migrations import upgrade
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings
 from patron.demo import load_shop
+from patron.identity import linkage
 from patron.identity import service as identity
 from patron.identity.models import Identity, Merge, Person
 from patron.pipeline import Processor, rebuild
@@ -110,6 +111,23 @@ def measure(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
         out["merges"] = db.scalar(select(func.count()).select_from(Merge))
         emails = list(db.scalars(select(Identity.value).where(Identity.kind == "email")))
         merge_ids = list(db.scalars(select(Merge.id).order_by(Merge.id)))
+    started = time.perf_counter()
+    full = linkage.run_matching(
+        runtime.readers, runtime.sessions, settings=settings, actor=None, full=True
+    )
+    out["match_full_seconds"] = round(time.perf_counter() - started, 2)
+    out["match_full"] = {
+        "compared": full.run.compared,
+        "pairs": full.run.pairs,
+        "merged": full.run.merged,
+        "queued": full.run.queued,
+    }
+    started = time.perf_counter()
+    nothing_new = linkage.run_matching(
+        runtime.readers, runtime.sessions, settings=settings, actor=None
+    )
+    out["match_incremental_nothing_new_seconds"] = round(time.perf_counter() - started, 2)
+    out["match_incremental_compared"] = nothing_new.run.compared
     rng = random.Random(11)
     latencies = []
     for email in rng.sample(emails, min(args.lookups, len(emails))):

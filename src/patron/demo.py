@@ -27,6 +27,7 @@ from patron.collect.messages import RequestMeta
 from patron.collect.models import Source
 from patron.core.clock import utcnow
 from patron.core.runtime import Runtime
+from patron.identity import linkage
 from patron.pipeline import Processor
 
 ADMIN_EMAIL = "admin@example.com"
@@ -237,6 +238,11 @@ def load_shop(
     Processor(
         runtime.sessions, batch_size=runtime.settings.process_batch_size, settings=runtime.settings
     ).drain()
+    # The loyalty-card duplicates share no identifier: record linkage merges the sure ones
+    # and queues the rest for review, as the idle processor would within the hour.
+    linkage.run_matching(
+        runtime.readers, runtime.sessions, settings=runtime.settings, actor=None, full=True
+    )
     return result
 
 
@@ -276,6 +282,7 @@ def _person_story(
     # Each device starts anonymous; the person signs up on one and signs in on the others,
     # which is what ties the anonymous histories of both devices to one customer.
     identified = False
+    signup: dict[str, Any] | None = None
     for device in devices:
         signed_in = False
         for _ in range(rng.randint(1, 5)):
@@ -321,6 +328,9 @@ def _person_story(
                 "lastName": last,
                 "address": {"city": city, "country": country},
             }
+            if rng.random() < 0.6:  # the sign-up form asks for a birthday, for a coupon
+                traits["birthday"] = _birthday(rng)
+            signup = traits
             yield web("identify", device, True, traits=traits)
             yield web("track", device, True, event="Signed Up", properties={"method": "email"})
     if identified and rng.random() < 0.55:
@@ -361,6 +371,8 @@ def _person_story(
                         "traits": {"email": order_email},
                     },
                 )
+    if signup is not None and rng.random() < 0.04:
+        yield _store_card(rng, index, signup, at())
     if identified and rng.random() < 0.08:
         company, domain, industry = rng.choice(COMPANIES)
         yield (
@@ -373,6 +385,30 @@ def _person_story(
                 "traits": {"name": company, "domain": domain, "industry": industry},
             },
         )
+
+
+def _store_card(
+    rng: random.Random, index: int, signup: dict[str, Any], at: str
+) -> tuple[str, dict[str, Any]]:
+    """The same customer signing up for a loyalty card in a shop: the till system has its
+    own customer id and the email they gave there, so nothing but the name, birthday and
+    town says it is them. Record linkage finds them (People -> Possible duplicates)."""
+    first, last = signup["firstName"], signup["lastName"]
+    traits = {
+        "firstName": first,
+        "lastName": last,
+        "email": f"{_ascii(first)[0]}{_ascii(last)}{rng.randint(10, 99)}@{rng.choice(DOMAINS)}",
+        "address": signup["address"],
+    }
+    if "birthday" in signup:
+        traits["birthday"] = signup["birthday"]
+    message = {"type": "identify", "userId": f"pos-{index:06d}", "timestamp": at, "traits": traits}
+    return "server", message
+
+
+def _birthday(rng: random.Random) -> str:
+    born = datetime(1950, 1, 1) + timedelta(days=rng.randrange(365 * 55))
+    return born.date().isoformat()
 
 
 def _ascii(name: str) -> str:

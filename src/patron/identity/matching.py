@@ -23,6 +23,7 @@ written to disk and the DuckDB connection is closed before returning.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,11 @@ from patron.identity._matching_model import (
 )
 
 DEFAULT_THRESHOLD = 0.5
+
+# Splink warns for every comparison level the data cannot train ("not observed in
+# dataset"); falling back to the defaults is the design here, and the warnings would
+# fill the server's log at every run.
+logging.getLogger("splink").setLevel(logging.ERROR)
 
 # Below this many records there are too few pairs for u sampling and EM to beat the
 # defaults; the model is used as set by hand.
