@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from patron.core.settings import Settings
 
@@ -102,14 +102,31 @@ SQLITE_BEGIN = "patron_sqlite_begin"
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions for work that writes."""
-    return sessionmaker(engine, expire_on_commit=False)
+    return _synchronised(sessionmaker(engine, expire_on_commit=False))
 
 
 def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions for work that only reads (on PostgreSQL the same as any session)."""
-    return sessionmaker(
-        engine.execution_options(**{SQLITE_BEGIN: "DEFERRED"}), expire_on_commit=False
+    return _synchronised(
+        sessionmaker(engine.execution_options(**{SQLITE_BEGIN: "DEFERRED"}), expire_on_commit=False)
     )
+
+
+def _synchronised(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """ORM UPDATE and DELETE statements keep loaded objects in step by the primary keys
+    they matched (``fetch``: RETURNING on both dialects), not by evaluating their WHERE
+    clause against every object in the session (``evaluate``, the default). A merge in a
+    processing batch holds thousands of loaded rows; evaluating each statement against all
+    of them made a chain of 1,000 merges take 80 s instead of a few."""
+
+    @event.listens_for(factory, "do_orm_execute")
+    def _fetch_matched(state: ORMExecuteState) -> None:
+        if (state.is_update or state.is_delete) and (
+            "synchronize_session" not in state.execution_options
+        ):
+            state.update_execution_options(synchronize_session="fetch")
+
+    return factory
 
 
 T = TypeVar("T")
