@@ -390,9 +390,10 @@ def _person_story(
 def _store_card(
     rng: random.Random, index: int, signup: dict[str, Any], at: str
 ) -> tuple[str, dict[str, Any]]:
-    """The same customer signing up for a loyalty card in a shop: the till system has its
-    own customer id and the email they gave there, so nothing but the name, birthday and
-    town says it is them. Record linkage finds them (People -> Possible duplicates)."""
+    """The same customer signing up for a loyalty card in a shop: the till system knows
+    them by the card number and the email they gave there, so nothing but the name,
+    birthday and town says it is them. Record linkage finds them: it merges the sure ones
+    and queues the rest (People -> Possible duplicates)."""
     first, last = signup["firstName"], signup["lastName"]
     traits = {
         "firstName": first,
@@ -402,7 +403,14 @@ def _store_card(
     }
     if "birthday" in signup:
         traits["birthday"] = signup["birthday"]
-    message = {"type": "identify", "userId": f"pos-{index:06d}", "timestamp": at, "traits": traits}
+    card = [{"id": f"pos-{index:06d}", "type": "loyalty_card", "collection": "users"}]
+    message = {
+        "type": "identify",
+        "anonymousId": f"till-{index:06d}",
+        "timestamp": at,
+        "traits": traits,
+        "context": {"externalIds": card},
+    }
     return "server", message
 
 

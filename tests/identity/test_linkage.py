@@ -31,8 +31,10 @@ OTHERS = (
 )
 
 
-def identify(tracker: Tracker, user_id: str, email: str, traits: dict[str, Any]) -> None:
-    tracker.send({"type": "identify", "userId": user_id, "traits": {"email": email, **traits}})
+def identify(tracker: Tracker, who: str, email: str, traits: dict[str, Any]) -> None:
+    """Web accounts (``u-...``) have a user id; the shop and the CRM only their own ids."""
+    key = "userId" if who.startswith("u-") else "anonymousId"
+    tracker.send({"type": "identify", key: who, "traits": {"email": email, **traits}})
 
 
 def base(tracker: Tracker) -> None:
@@ -55,14 +57,14 @@ def test_a_near_certain_duplicate_merges_with_its_evidence_and_can_be_undone(
     base(tracker)
     # The same man buys in the shop under another email: no identifier in common.
     identify(tracker, "shop-77", "jq84@hotel.com", JONATHAN)
-    web, shop = lookup(user_id="u-1"), lookup(user_id="shop-77")
+    web, shop = lookup(user_id="u-1"), lookup(anonymous_id="shop-77")
     assert web["id"] != shop["id"]
 
     run = match(client, admin_headers)
     assert (run["mode"], run["compared"], run["merged"], run["queued"]) == ("full", 5, 1, 0)
-    one = lookup(user_id="shop-77")
+    one = lookup(anonymous_id="shop-77")
     assert one["id"] == web["id"] == lookup(user_id="u-1")["id"]
-    assert {"email:jo.quennell@example.com", "email:jq84@hotel.com"} <= {
+    assert {"email:jo.quennell@example.com", "email:jq84@hotel.com", "user_id:u-1"} <= {
         f"{i['kind']}:{i['value']}" for i in one["identities"]
     }
     [merge] = one["merges"]
@@ -79,11 +81,11 @@ def test_a_near_certain_duplicate_merges_with_its_evidence_and_can_be_undone(
 
     undo = client.post(f"/v1/merges/{merge['id']}/undo", json={}, headers=admin_headers)
     assert undo.status_code == 200, undo.text
-    assert lookup(user_id="shop-77")["id"] != lookup(user_id="u-1")["id"]
+    assert lookup(anonymous_id="shop-77")["id"] != lookup(user_id="u-1")["id"]
     # A person split them: no later run merges or proposes them again.
     again = match(client, admin_headers, full=True)
     assert (again["merged"], again["queued"], again["pairs"]) == (0, 0, 1)
-    assert lookup(user_id="shop-77")["id"] != lookup(user_id="u-1")["id"]
+    assert lookup(anonymous_id="shop-77")["id"] != lookup(user_id="u-1")["id"]
 
 
 def test_a_likely_duplicate_waits_for_a_person_who_accepts_it(
@@ -98,7 +100,7 @@ def test_a_likely_duplicate_waits_for_a_person_who_accepts_it(
     )
     run = match(client, admin_headers)
     assert (run["merged"], run["queued"]) == (0, 1)
-    assert lookup(user_id="crm-5")["id"] != lookup(user_id="u-1")["id"]
+    assert lookup(anonymous_id="crm-5")["id"] != lookup(user_id="u-1")["id"]
 
     page = client.get(
         "/v1/identity/match/candidates", params={"status": "pending"}, headers=admin_headers
@@ -107,7 +109,7 @@ def test_a_likely_duplicate_waits_for_a_person_who_accepts_it(
     [candidate] = page["items"]
     assert 0.8 <= candidate["match_probability"] < 0.99
     assert {candidate["left_id"], candidate["right_id"]} == {
-        lookup(user_id="crm-5")["id"],
+        lookup(anonymous_id="crm-5")["id"],
         lookup(user_id="u-1")["id"],
     }
     by_field = {e["field"]: e for e in candidate["evidence"]}
@@ -119,7 +121,7 @@ def test_a_likely_duplicate_waits_for_a_person_who_accepts_it(
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["candidate"]["status"] == "accepted"
     assert accepted.json()["merge"]["reason"] == "match"
-    assert lookup(user_id="crm-5")["id"] == lookup(user_id="u-1")["id"]
+    assert lookup(anonymous_id="crm-5")["id"] == lookup(user_id="u-1")["id"]
     twice = client.post(
         f"/v1/identity/match/candidates/{candidate['id']}/accept", headers=admin_headers
     )
@@ -143,11 +145,12 @@ def test_a_rejected_pair_is_never_proposed_again_even_after_more_merges(
     assert rejected.json()["candidate"]["status"] == "rejected"
 
     # crm-5 gains an anonymous history (a merge in the graph); the pair is still decided.
-    tracker.send({"type": "page", "anonymousId": "tab-9", "name": "Home"})
-    tracker.send({"type": "identify", "userId": "crm-5", "anonymousId": "tab-9"})
+    tracker.send({"type": "identify", "userId": "u-crm-5", "anonymousId": "tab-9"})
+    tracker.send({"type": "identify", "userId": "u-crm-5", "anonymousId": "crm-5"})
+    assert lookup(anonymous_id="tab-9")["id"] == lookup(anonymous_id="crm-5")["id"]
     again = match(client, admin_headers, full=True)
     assert (again["merged"], again["queued"]) == (0, 0)
-    assert lookup(user_id="crm-5")["id"] != lookup(user_id="u-1")["id"]
+    assert lookup(anonymous_id="crm-5")["id"] != lookup(user_id="u-1")["id"]
     pending = client.get(
         "/v1/identity/match/candidates", params={"status": "pending"}, headers=admin_headers
     ).json()
@@ -168,7 +171,7 @@ def test_an_incremental_run_compares_only_the_persons_new_or_changed_since(
         runtime.readers, runtime.sessions, settings=runtime.settings, actor=None
     )
     assert (summary.run.mode, summary.run.compared, summary.run.merged) == ("incremental", 1, 1)
-    assert lookup(user_id="shop-77")["id"] == lookup(user_id="u-1")["id"]
+    assert lookup(anonymous_id="shop-77")["id"] == lookup(user_id="u-1")["id"]
 
     # A trait the matcher reads changes on an old person: that person is compared again.
     identify(tracker, "u-ada", "u-ada@example.com", {"city": "London"})
@@ -218,7 +221,7 @@ def test_the_cli_runs_a_match(tracker: Tracker, cli: CliRunner, lookup: Lookup) 
     identify(tracker, "shop-77", "jq84@hotel.com", JONATHAN)
     out = run_json(cli, "identity", "match", "--full")
     assert (out["mode"], out["compared"], out["merged"]) == ("full", 5, 1)
-    assert lookup(user_id="shop-77")["id"] == lookup(user_id="u-1")["id"]
+    assert lookup(anonymous_id="shop-77")["id"] == lookup(user_id="u-1")["id"]
 
 
 @pytest.mark.parametrize(
@@ -278,7 +281,7 @@ def test_the_review_queue_follows_a_match_merge_through_a_later_unmerge(
     assert undo.status_code == 200, undo.text
 
     person = lookup(user_id="u-1")
-    assert person["id"] == lookup(user_id="shop-77")["id"]
+    assert person["id"] == lookup(anonymous_id="shop-77")["id"]
     [match_merge] = [m for m in person["merges"] if m["reason"] == "match" and not m["undone_at"]]
     [candidate] = client.get(
         "/v1/identity/match/candidates", params={"status": "merged"}, headers=admin_headers
@@ -287,3 +290,23 @@ def test_the_review_queue_follows_a_match_merge_through_a_later_unmerge(
     assert (
         client.get(f"/v1/merges/{candidate['merge_id']}", headers=admin_headers).status_code == 200
     )
+
+
+def test_two_accounts_are_never_merged_automatically(
+    tracker: Tracker, lookup: Lookup, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    base(tracker)
+    # The same man, twice signed up: two user ids. Only a person may merge two accounts.
+    identify(tracker, "u-2", "jq84@hotel.com", JONATHAN)
+    run = match(client, admin_headers)
+    assert (run["merged"], run["queued"]) == (0, 1)
+    assert lookup(user_id="u-1")["id"] != lookup(user_id="u-2")["id"]
+    [candidate] = client.get(
+        "/v1/identity/match/candidates", params={"status": "pending"}, headers=admin_headers
+    ).json()["items"]
+    assert candidate["match_probability"] >= 0.99
+    accepted = client.post(
+        f"/v1/identity/match/candidates/{candidate['id']}/accept", headers=admin_headers
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert lookup(user_id="u-1")["id"] == lookup(user_id="u-2")["id"]

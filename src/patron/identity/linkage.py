@@ -4,7 +4,9 @@ A run reads the live persons who carry something to compare (a name, a birth dat
 address), scores pairs with ``identity.matching`` and then, per pair:
 
 - at or above ``PATRON_MATCH_AUTO_MERGE``: merges them (reason ``match``, the per-field
-  evidence kept on the merge, undoable like any merge);
+  evidence kept on the merge, undoable like any merge), unless that would break an
+  identity rule's limit (two different user ids: two accounts), which only a person may
+  decide, so the pair is queued instead;
 - at or above ``PATRON_MATCH_REVIEW``: queues the pair for a person to accept or reject;
 - a pair decided before (merged, accepted or rejected, by persons that have since merged
   with others too) is never proposed again.
@@ -32,6 +34,7 @@ from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import Page, decode_int_cursor, encode_cursor
 from patron.core.settings import Settings
 from patron.identity import matching
+from patron.identity.graph import Policy, load_policy
 from patron.identity.models import (
     Identity,
     MatchCandidate,
@@ -144,14 +147,19 @@ def apply_scoring(
     session.flush()
     decided = _decided_pairs(session)
     separations = _separations(session)
+    policy = load_policy(session, settings)
     merges: list[int] = []
     # The surest pairs first, so a chain of merges follows the strongest evidence.
     for pair in sorted(scoring.pairs, key=lambda p: -p.match_probability):
         live = _live_pair(session, uuid.UUID(pair.left_id), uuid.UUID(pair.right_id))
-        if live is None or live in decided or _kept_apart(session, live, separations):
+        if live is None or live in decided:
+            continue
+        held_a, held_b = _identities(session, live)
+        if _kept_apart(held_a, held_b, separations):
             continue
         candidate = _candidate(session, run, pair)
-        if pair.match_probability >= settings.match_auto_merge:
+        automatic = not _breaks_limits(held_a, held_b, policy)
+        if automatic and pair.match_probability >= settings.match_auto_merge:
             merge = merge_persons(
                 session,
                 first=live[0],
@@ -456,21 +464,43 @@ def _separations(session: Session) -> list[tuple[frozenset[str], frozenset[str]]
     return [(frozenset(s.left), frozenset(s.right)) for s in session.scalars(select(Separation))]
 
 
-def _kept_apart(
-    session: Session,
-    pair: tuple[uuid.UUID, uuid.UUID],
-    separations: Sequence[tuple[frozenset[str], frozenset[str]]],
-) -> bool:
-    """True when an unmerge separated identifiers of one side from the other's: a person
-    decided these are different people, and the matcher does not overrule that."""
-    if not separations:
-        return False
-    keys = {person_id: set[str]() for person_id in pair}
+def _identities(
+    session: Session, pair: tuple[uuid.UUID, uuid.UUID]
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    held: dict[uuid.UUID, set[tuple[str, str]]] = {person_id: set() for person_id in pair}
     for person_id, kind, value in session.execute(
         select(Identity.person_id, Identity.kind, Identity.value).where(
             Identity.person_id.in_(pair)
         )
     ):
-        keys[person_id].add(f"{kind}:{value}")
-    a, b = keys[pair[0]], keys[pair[1]]
-    return any((left & a and right & b) or (left & b and right & a) for left, right in separations)
+        held[person_id].add((kind, value))
+    return held[pair[0]], held[pair[1]]
+
+
+def _kept_apart(
+    a: set[tuple[str, str]],
+    b: set[tuple[str, str]],
+    separations: Sequence[tuple[frozenset[str], frozenset[str]]],
+) -> bool:
+    """True when an unmerge separated identifiers of one side from the other's: a person
+    decided these are different people, and the matcher does not overrule that."""
+    keys_a, keys_b = {f"{k}:{v}" for k, v in a}, {f"{k}:{v}" for k, v in b}
+    return any(
+        bool((left & keys_a and right & keys_b) or (left & keys_b and right & keys_a))
+        for left, right in separations
+    )
+
+
+def _breaks_limits(a: set[tuple[str, str]], b: set[tuple[str, str]], policy: Policy) -> bool:
+    """True when merging would give the person more values of a kind than its rule allows
+    and than either side holds already: two persons with different user ids are two
+    accounts, and only a person may decide they belong together."""
+    for kind in {k for k, _ in a | b}:
+        limit = policy.rule(kind).max_per_person
+        if limit is None:
+            continue
+        left = {v for k, v in a if k == kind}
+        right = {v for k, v in b if k == kind}
+        if len(left | right) > max(limit, len(left), len(right)):
+            return True
+    return False
