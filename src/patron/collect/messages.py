@@ -73,6 +73,8 @@ class Message:
     timestamp: datetime
     payload: dict[str, Any]
     flags: list[str] = field(default_factory=list)
+    # ``payload`` as JSON, once serialised for the log (outside the write transaction).
+    encoded: str | None = None
 
 
 class MessageError(Exception):

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, func, insert, select
+from sqlalchemy import ColumnElement, Select, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
@@ -24,7 +24,8 @@ from patron.collect.messages import (
 from patron.collect.messages import Message as NormalisedMessage
 from patron.collect.models import Event, RejectedMessage, Source
 from patron.core.clock import utcnow
-from patron.core.dialect import insert_ignoring_conflicts, lock_event_log
+from patron.core.db import json_dumps
+from patron.core.dialect import driver_values, insert_rows_ignoring_conflicts, lock_event_log
 from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from patron.core.ids import hash_secret, new_id, new_secret
 from patron.core.pagination import Page, decode_int_cursor, encode_cursor
@@ -207,6 +208,80 @@ class Envelope:
     sent_at: datetime | None = None
 
 
+@dataclass
+class PreparedBatch:
+    """A request's messages after validation: what the writer needs, and nothing to do."""
+
+    source_id: uuid.UUID
+    received_at: datetime
+    messages: list[NormalisedMessage]
+    rejected: list[tuple[Rejection, Any]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.messages) + len(self.rejected)
+
+
+def prepare(
+    *,
+    source_id: uuid.UUID,
+    envelope: Envelope,
+    meta: RequestMeta,
+    max_future_skew: timedelta,
+    make_message_id: Any = None,
+) -> PreparedBatch:
+    """Validate and normalise each message, and serialise the good ones for the log.
+
+    Needs no database, so concurrent requests do this in parallel, before they queue for
+    the write transaction (:func:`store`).
+    """
+    batch = PreparedBatch(source_id=source_id, received_at=meta.received_at, messages=[])
+    for index, raw in enumerate(envelope.messages):
+        try:
+            size, nesting_bound = measure(raw)
+            if size > MAX_MESSAGE_BYTES:
+                raise MessageError(
+                    "message_too_large", f"the message is over {MAX_MESSAGE_BYTES} bytes"
+                )
+            message = normalise(
+                raw,
+                meta=meta,
+                message_type=envelope.message_type,
+                batch_context=envelope.context,
+                batch_integrations=envelope.integrations,
+                batch_sent_at=envelope.sent_at,
+                max_future_skew=max_future_skew,
+                make_message_id=make_message_id or _server_message_id,
+                nesting_bound=nesting_bound,
+            )
+        except MessageError as exc:
+            rejection = Rejection(exc.code, exc.reason, exc.field, index, _message_id_of(raw))
+            batch.rejected.append((rejection, raw))
+            continue
+        message.encoded = json_dumps(message.payload)
+        batch.messages.append(message)
+    return batch
+
+
+def store(session: Session, batch: PreparedBatch) -> IngestResult:
+    """Append a prepared batch to the log and keep its rejected messages. Flushes only."""
+    result = IngestResult()
+    for rejection, raw in batch.rejected:
+        result.rejected.append(rejection)
+        keep_rejected(session, source_id=batch.source_id, rejection=rejection, raw=raw)
+    if batch.messages:
+        inserted = append_to_log(
+            session,
+            source_id=batch.source_id,
+            messages=batch.messages,
+            received_at=batch.received_at,
+        )
+        result.accepted = len(batch.messages)
+        result.duplicates = len(batch.messages) - inserted
+        result.flagged = sum(1 for m in batch.messages if m.flags)
+    return result
+
+
 def ingest(
     session: Session,
     *,
@@ -221,40 +296,14 @@ def ingest(
     A bad message never takes the good ones beside it down. Flushes; the caller commits,
     and only after that commit may it answer 2xx.
     """
-    result = IngestResult()
-    good: list[NormalisedMessage] = []
-    for index, raw in enumerate(envelope.messages):
-        try:
-            size, nesting_bound = measure(raw)
-            if size > MAX_MESSAGE_BYTES:
-                raise MessageError(
-                    "message_too_large", f"the message is over {MAX_MESSAGE_BYTES} bytes"
-                )
-            good.append(
-                normalise(
-                    raw,
-                    meta=meta,
-                    message_type=envelope.message_type,
-                    batch_context=envelope.context,
-                    batch_integrations=envelope.integrations,
-                    batch_sent_at=envelope.sent_at,
-                    max_future_skew=max_future_skew,
-                    make_message_id=make_message_id or _server_message_id,
-                    nesting_bound=nesting_bound,
-                )
-            )
-        except MessageError as exc:
-            rejection = Rejection(exc.code, exc.reason, exc.field, index, _message_id_of(raw))
-            result.rejected.append(rejection)
-            keep_rejected(session, source_id=source.id, rejection=rejection, raw=raw)
-    if good:
-        inserted = append_to_log(
-            session, source_id=source.id, messages=good, received_at=meta.received_at
-        )
-        result.accepted = len(good)
-        result.duplicates = len(good) - inserted
-        result.flagged = sum(1 for m in good if m.flags)
-    return result
+    batch = prepare(
+        source_id=source.id,
+        envelope=envelope,
+        meta=meta,
+        max_future_skew=max_future_skew,
+        make_message_id=make_message_id,
+    )
+    return store(session, batch)
 
 
 def _server_message_id() -> str:
@@ -267,6 +316,21 @@ def _message_id_of(raw: Any) -> str | None:
     return None
 
 
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+EVENT_COLUMNS = (
+    "source_id",
+    "message_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "timestamp",
+    "received_at",
+    "flags",
+    "payload",
+)
+
+
 def append_to_log(
     session: Session,
     *,
@@ -274,27 +338,33 @@ def append_to_log(
     messages: Sequence[NormalisedMessage],
     received_at: datetime,
 ) -> int:
-    """Append messages; a messageId the source already sent is skipped. Returns rows added."""
+    """Append messages; a messageId the source already sent is skipped. Returns rows added.
+
+    Goes through the driver's executemany with the payloads serialised beforehand (by
+    :func:`prepare`, outside the write transaction): this is the hottest insert there is.
+    """
     lock_event_log(session)
-    statement = insert_ignoring_conflicts(
-        session, Event.__table__, ["source_id", "message_id"]
-    ).returning(Event.seq)
+    to_driver = driver_values(session)
+    source = to_driver.uuid(source_id)
+    received = to_driver.datetime(received_at)
     rows = [
-        {
-            "source_id": source_id,
-            "message_id": m.message_id,
-            "type": m.type,
-            "event": m.event[:200] if m.event else None,
-            "user_id": m.user_id,
-            "anonymous_id": m.anonymous_id,
-            "timestamp": m.timestamp,
-            "received_at": received_at,
-            "flags": m.flags,
-            "payload": m.payload,
-        }
+        (
+            source,
+            m.message_id,
+            m.type,
+            m.event[:200] if m.event else None,
+            m.user_id,
+            m.anonymous_id,
+            to_driver.datetime(m.timestamp),
+            received,
+            json_dumps(m.flags) if m.flags else "[]",
+            m.encoded or json_dumps(m.payload),
+        )
         for m in messages
     ]
-    return len(session.execute(statement, rows).all())
+    return insert_rows_ignoring_conflicts(
+        session, EVENTS, EVENT_COLUMNS, rows, ("source_id", "message_id")
+    )
 
 
 def keep_rejected(
