@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from patron.collect.catalog import record_in_catalog
 from patron.collect.models import Event, ProcessingCursor
 from patron.core.clock import utcnow
+from patron.core.db import write_turn
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm.service import forget_links, move_links, record_groups
@@ -93,7 +94,7 @@ class Processor:
 
     def step(self) -> int:
         """Process the next batch of the log; returns how many events it handled."""
-        with self.sessions() as session, session.begin():
+        with write_turn(self.sessions.kw["bind"]), self.sessions() as session, session.begin():
             cursor = self._claim_cursor(session)
             events = list(
                 session.scalars(

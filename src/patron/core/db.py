@@ -11,10 +11,13 @@ that a durable commit (an fsync) is paid once per group rather than once per req
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -112,6 +115,45 @@ def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
     )
 
 
+@contextlib.contextmanager
+def write_turn(engine: Engine) -> Iterator[None]:
+    """Hold the turn to write to this SQLite file, waiting in line for it; else nothing.
+
+    Several processes (``serve --workers``, the processor) write one SQLite file. Left to
+    SQLite, a writer that finds the lock taken sleeps in the busy handler with growing
+    back-off and may lose the race again on waking: seconds of latency under load. Here
+    writers block in the kernel on a lock file instead, and take turns: to write, hold
+    the *queue* lock, then the *turn* lock, and let go of *queue* while writing. The next
+    writer then already waits on *turn*, so the one that just wrote cannot take it again
+    before it. Each call opens its own descriptors, so threads take turns as processes do.
+    """
+    path = sqlite_path(engine)
+    if path is None:
+        yield
+        return
+    queue_fd = os.open(f"{path}-queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    turn_fd = -1
+    try:
+        fcntl.flock(queue_fd, fcntl.LOCK_EX)
+        turn_fd = os.open(f"{path}-turn.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(turn_fd, fcntl.LOCK_EX)
+        os.close(queue_fd)
+        queue_fd = -1
+        yield
+    finally:
+        for fd in (queue_fd, turn_fd):
+            if fd >= 0:
+                os.close(fd)  # closing the last descriptor releases its lock
+
+
+def sqlite_path(engine: Engine) -> str | None:
+    """The file of a SQLite database (None for PostgreSQL and in-memory databases)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return str(url.database)
+
+
 T = TypeVar("T")
 
 
@@ -142,6 +184,7 @@ class GroupCommitter:
         self, sessions: sessionmaker[Session], *, max_size: int = 10_000, idle_seconds: float = 5
     ) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
         self._max_size = max_size
         self._idle_seconds = idle_seconds
         self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
@@ -185,7 +228,7 @@ class GroupCommitter:
 
     def _commit(self, jobs: list[_Job[Any]]) -> None:
         try:
-            with self._sessions() as session, session.begin():
+            with write_turn(self._engine), self._sessions() as session, session.begin():
                 for job in jobs:
                     try:
                         with session.begin_nested():
