@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from patron.collect.catalog import record_in_catalog
 from patron.collect.models import Event, ProcessingCursor
+from patron.collect.service import record_event_keys
 from patron.core.clock import utcnow
 from patron.core.db import write_turn
 from patron.core.dialect import lock_row_for_update
@@ -77,7 +78,7 @@ def default_handlers(settings: Settings) -> tuple[Handler, ...]:
     def derive_profiles(session: Session, events: Sequence[Event]) -> None:
         derive(session, events, settings)
 
-    return (record_in_catalog, derive_profiles)
+    return (record_event_keys, record_in_catalog, derive_profiles)
 
 
 @dataclass

@@ -22,10 +22,15 @@ from patron.collect.messages import (
     normalise,
 )
 from patron.collect.messages import Message as NormalisedMessage
-from patron.collect.models import Event, RejectedMessage, Source
+from patron.collect.models import Event, EventKey, RejectedMessage, Source
 from patron.core.clock import utcnow
 from patron.core.db import json_dumps
-from patron.core.dialect import driver_values, insert_rows_ignoring_conflicts, lock_event_log
+from patron.core.dialect import (
+    driver_values,
+    insert_ignoring_conflicts,
+    insert_rows_ignoring_conflicts,
+    lock_event_log,
+)
 from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from patron.core.ids import hash_secret, new_id, new_secret
 from patron.core.pagination import Page, decode_int_cursor, encode_cursor
@@ -431,15 +436,59 @@ def list_events(
     session: Session, *, filters: EventFilter, limit: int = 50, cursor: str | None = None
 ) -> Page[Event]:
     """The log newest first, filtered, with keyset pagination on the sequence."""
-    conditions = filters.conditions()
-    statement: Select[Event] = select(Event).where(*conditions)
     after = decode_int_cursor(cursor)
-    if after is not None:
-        statement = statement.where(Event.seq < after)
-    rows = list(session.scalars(statement.order_by(Event.seq.desc()).limit(limit + 1)))
-    total = session.scalar(select(func.count()).select_from(Event).where(*conditions)) or 0
+    if filters.user_id is None and filters.anonymous_id is None:
+        conditions = filters.conditions()
+        statement: Select[Event] = select(Event).where(*conditions)
+        if after is not None:
+            statement = statement.where(Event.seq < after)
+        rows = list(session.scalars(statement.order_by(Event.seq.desc()).limit(limit + 1)))
+        total = session.scalar(select(func.count()).select_from(Event).where(*conditions)) or 0
+    else:
+        rows, total = _events_by_id(session, filters, limit + 1, after)
     next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
     return Page[Event](items=rows[:limit], total=total, next_cursor=next_cursor)
+
+
+def _events_by_id(
+    session: Session, filters: EventFilter, limit: int, after: int | None
+) -> tuple[list[Event], int]:
+    """Events filtered by userId or anonymousId: through event_keys, then the unindexed tail."""
+    indexed_to = session.scalar(select(func.max(EventKey.seq))) or 0
+    conditions = filters.conditions()
+    tail = select(Event).where(Event.seq > indexed_to, *conditions)
+    keys = [EventKey.seq <= indexed_to]
+    if filters.user_id is not None:
+        keys.append(EventKey.user_id == filters.user_id)
+    if filters.anonymous_id is not None:
+        keys.append(EventKey.anonymous_id == filters.anonymous_id)
+    indexed = select(Event).join(EventKey, EventKey.seq == Event.seq).where(*keys, *conditions)
+    total = sum(
+        session.scalar(select(func.count()).select_from(part.subquery())) or 0
+        for part in (tail, indexed)
+    )
+    if after is not None:
+        tail = tail.where(Event.seq < after)
+        indexed = indexed.where(EventKey.seq < after)
+    rows = list(session.scalars(tail.order_by(Event.seq.desc()).limit(limit)))
+    if len(rows) < limit:
+        more = indexed.order_by(EventKey.seq.desc()).limit(limit - len(rows))
+        rows.extend(session.scalars(more))
+    return rows, total
+
+
+def record_event_keys(session: Session, events: Sequence[Event]) -> None:
+    """Index the ids of a batch the processing loop read (see :class:`EventKey`)."""
+    if not events:
+        return
+    first, last = events[0].seq, events[-1].seq
+    statement = insert_ignoring_conflicts(session, EventKey.__table__, ["seq"]).from_select(
+        ["seq", "user_id", "anonymous_id"],
+        select(Event.seq, Event.user_id, Event.anonymous_id).where(
+            Event.seq >= first, Event.seq <= last
+        ),
+    )
+    session.execute(statement)
 
 
 def list_rejected(
