@@ -54,7 +54,7 @@ from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from patron.collect.messages import RequestMeta, normalise
-from patron.collect.models import Event, Source
+from patron.collect.models import Event, ProcessingCursor, Source
 from patron.collect.service import EVENT_COLUMNS
 from patron.core.db import create_db_engine, json_dumps, normalise_url
 from patron.core.dialect import POSTGRES_VALUES, SQLITE_VALUES
@@ -63,6 +63,7 @@ from patron.core.migrations import upgrade
 from patron.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = 50  # distinct request bodies each client process prepares
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -188,26 +189,42 @@ async def _drive(
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:8]
     counter = 0
-    started = time.perf_counter()
-    measure_from = started + warmup
-    stop_at = measure_from + duration
     issued = 0
     latencies: list[float] = []
     measured_events = 0
     acknowledged = 0  # events the server said it accepted, warm-up included
     sent = 0
     errors: list[str] = []
-    last_end = measure_from
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    # Generating realistic messages costs the client about as much CPU as the server
+    # spends storing them, and both share this machine's cores. So the client prepares
+    # TEMPLATES distinct batches before it starts the clock, and each request copies one
+    # and stamps fresh messageIds into fixed-width slots: unique ids, realistic bodies.
+    blank = b"#" * 12
+    templates: list[tuple[bytes, list[int]]] = []
+    now = datetime.now(UTC)
+    for _ in range(TEMPLATES):
+        messages = [make_message(rng, f"bench-{run}-{blank.decode()}", now) for _ in range(batch)]
+        body = orjson.dumps({"batch": messages, "sentAt": now.isoformat()})
+        slots, at = [], body.find(blank)
+        while at >= 0:
+            slots.append(at)
+            at = body.find(blank, at + len(blank))
+        templates.append((body, slots))
+    started = time.perf_counter()
+    measure_from = started + warmup
+    stop_at = measure_from + duration
+    last_end = measure_from
 
     def next_body() -> bytes:
         nonlocal counter
-        now = datetime.now(UTC)
-        messages = []
-        for _ in range(batch):
+        template, slots = templates[counter // batch % len(templates)]
+        body = bytearray(template)
+        for at in slots:
             counter += 1
-            messages.append(make_message(rng, f"bench-{run}-{counter}", now))
-        return orjson.dumps({"batch": messages, "sentAt": now.isoformat()})
+            body[at : at + 12] = b"%012d" % counter
+        return bytes(body)
 
     async with httpx.AsyncClient(
         base_url=url, auth=(write_key, ""), limits=limits, timeout=60
@@ -318,7 +335,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
+def running_server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
     url = f"http://127.0.0.1:{env['PATRON_PORT']}"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -358,7 +375,7 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            yield url
+            yield url, process.pid
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
@@ -373,11 +390,38 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
                     process.wait(timeout=10)
 
 
-def count_events(database_url: str) -> int:
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def count_events(database_url: str) -> tuple[int, int]:
+    """Events stored, and how far the processing loop got."""
     engine = create_db_engine(Settings(), database_url)
     try:
         with engine.connect() as connection:
-            return int(connection.scalar(select(func.count()).select_from(Event)) or 0)
+            stored = int(connection.scalar(select(func.count()).select_from(Event)) or 0)
+            processed = connection.scalar(
+                select(ProcessingCursor.position).where(ProcessingCursor.name == "main")
+            )
+            return stored, int(processed or 0)
     finally:
         engine.dispose()
 
@@ -492,9 +536,9 @@ def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
             ]
             if dialect == "postgresql":
                 out["postgres_server_version"] = server_version(url)
-            with running_server(env, workdir / "server.log") as base_url:
-                summary = drive(base_url, write_key, args)
-            stored = count_events(url)
+            with running_server(env, workdir / "server.log") as (base_url, pid):
+                summary = drive(base_url, write_key, args, pid)
+            stored, processed = count_events(url)
             log_tail = (workdir / "server.log").read_text()[-1500:]
         latencies = summary.pop("latencies")
         events_per_second = summary["measured_events"] / summary["measured_seconds"]
@@ -505,6 +549,11 @@ def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
             **summary,
             events_stored=stored,
             nothing_lost=stored == summary["events_acknowledged"],
+            events_processed=processed,
+            # CPU time of the server's processes (web workers and processor) in the window.
+            server_cpu_us_per_event=round(
+                1e6 * summary.pop("server_cpu_seconds") / max(summary["measured_events"], 1), 1
+            ),
         )
         if summary["errors"] or not out["nothing_lost"]:
             out["server_log_tail"] = log_tail
@@ -536,7 +585,9 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[index]
 
 
-def drive(base_url: str, write_key: str, args: argparse.Namespace) -> dict[str, Any]:
+def drive(
+    base_url: str, write_key: str, args: argparse.Namespace, server_pid: int
+) -> dict[str, Any]:
     """Run the clients in ``--client-processes`` other processes and merge what they saw."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -561,8 +612,15 @@ def drive(base_url: str, write_key: str, args: argparse.Namespace) -> dict[str, 
         )
         for i in range(processes)
     ]
+    children_cpu = sum(os.times()[2:4])
     for w in workers:
         w.start()
+    # The server's CPU time over the measured window: web workers and processor together.
+    time.sleep(args.warmup)
+    tree = process_tree(server_pid)
+    cpu_before = cpu_seconds(tree)
+    time.sleep(args.duration)
+    server_cpu = cpu_seconds(tree) - cpu_before
     parts = [results.get(timeout=args.warmup + args.duration + 300) for _ in workers]
     for w in workers:
         w.join(timeout=30)
@@ -576,6 +634,8 @@ def drive(base_url: str, write_key: str, args: argparse.Namespace) -> dict[str, 
         "errors": sum(p["errors"] for p in parts),
         "first_errors": [e for p in parts for e in p["first_errors"]][:5],
         "latencies": sorted(x for p in parts for x in p["latencies"]),
+        "server_cpu_seconds": server_cpu,
+        "client_cpu_seconds": round(sum(os.times()[2:4]) - children_cpu, 2),
     }
     return merged
 

@@ -21,7 +21,7 @@ from patron.collect import service as collect_service
 from patron.core.db import create_db_engine
 from patron.core.errors import DatabaseBehind, PatronError
 from patron.core.migrations import current_revision, head_revision, upgrade
-from patron.core.runtime import Runtime
+from patron.core.runtime import Runtime, tune_garbage_collector
 from patron.core.settings import Settings, get_settings
 
 # The composition root: importing it tells identity what merges and replays touch above it.
@@ -113,8 +113,10 @@ def run_server(runtime: Runtime, host: str, port: int) -> None:
     from patron.app import create_app
 
     console.print(f"Patron is listening on [bold]http://{host}:{port}[/bold]")
+    application = create_app(runtime)
+    tune_garbage_collector()
     uvicorn.run(
-        create_app(runtime),
+        application,
         host=host,
         port=port,
         log_level=runtime.settings.log_level,

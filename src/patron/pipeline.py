@@ -46,6 +46,11 @@ log = logging.getLogger("patron.pipeline")
 Handler = Callable[[Session, Sequence[Event]], None]
 # Sliding windows lose old events by the hour; a quarter hour keeps them close enough.
 WINDOW_REFRESH_SECONDS = 900
+# How long a step of the running loop aims to hold the write lock, the fewest events it
+# takes at once, and how long it lets ingest go first (SQLite; see Processor.run).
+STEP_SECONDS = 0.05
+MIN_STEP_EVENTS = 20
+INGEST_FIRST_SECONDS = 0.5
 
 
 def owners_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
@@ -88,21 +93,35 @@ class Processor:
     batch_size: int = 500
     settings: Settings = field(default_factory=Settings)
     handlers: Sequence[Handler] = ()
+    # How long the last step held the write lock (seconds).
+    held_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.handlers:
             self.handlers = default_handlers(self.settings)
 
-    def step(self) -> int:
-        """Process the next batch of the log; returns how many events it handled."""
-        with write_turn(self.sessions.kw["bind"]), self.sessions() as session, session.begin():
+    def step(self, limit: int | None = None, *, defer: float = 0.0) -> int:
+        """Process the next batch of the log; returns how many events it handled.
+
+        ``limit`` caps the batch below ``batch_size``; ``defer`` lets ingest go first for
+        up to that many seconds (see :func:`patron.core.db.write_turn`).
+        """
+        with write_turn(self.sessions.kw["bind"], defer=defer):
+            began = time.monotonic()
+            try:
+                return self._step(min(limit or self.batch_size, self.batch_size))
+            finally:
+                self.held_seconds = time.monotonic() - began
+
+    def _step(self, limit: int) -> int:
+        with self.sessions() as session, session.begin():
             cursor = self._claim_cursor(session)
             events = list(
                 session.scalars(
                     select(Event)
                     .where(Event.seq > cursor.position)
                     .order_by(Event.seq)
-                    .limit(self.batch_size)
+                    .limit(limit)
                 )
             )
             if not events:
@@ -141,17 +160,26 @@ class Processor:
     def run(self, stop: threading.Event, idle_seconds: float) -> None:
         """Process until ``stop`` is set, sleeping ``idle_seconds`` when there is nothing new.
 
-        When the log is drained, windowed computed traits are refreshed every
+        While ingest is writing, a step waits for a gap (up to ``INGEST_FIRST_SECONDS``)
+        and its batch shrinks to hold the write lock about ``STEP_SECONDS``, so answers to
+        clients are not held up behind a long step; processing catches up when ingest is
+        quiet. When the log is drained, windowed computed traits are refreshed every
         ``WINDOW_REFRESH_SECONDS``.
         """
         last_refresh = 0.0
+        limit = self.batch_size
         while not stop.is_set():
             try:
-                if self.step() == 0:
+                handled = self.step(limit, defer=INGEST_FIRST_SECONDS)
+                if handled == 0:
                     if time.monotonic() - last_refresh > WINDOW_REFRESH_SECONDS:
                         self.refresh()
                         last_refresh = time.monotonic()
                     stop.wait(idle_seconds)
+                    continue
+                if handled == limit:
+                    scaled = int(limit * STEP_SECONDS / max(self.held_seconds, 1e-3))
+                    limit = max(MIN_STEP_EVENTS, min(self.batch_size, scaled, 2 * limit))
             except Exception:
                 # A bad step is rolled back and retried; the loop must outlive it.
                 log.exception("processing step failed; retrying")

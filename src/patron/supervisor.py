@@ -24,7 +24,7 @@ import sys
 import threading
 from typing import Any
 
-from patron.core.runtime import Runtime
+from patron.core.runtime import Runtime, tune_garbage_collector
 from patron.core.settings import Settings
 
 log = logging.getLogger("patron.supervisor")
@@ -84,8 +84,10 @@ def run_web_worker(settings: Settings, host: str, port: int, parent: int) -> Non
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    sockets = [shared_socket(host, port)]
+    tune_garbage_collector()
     try:
-        uvicorn.Server(config).run(sockets=[shared_socket(host, port)])
+        uvicorn.Server(config).run(sockets=sockets)
     finally:
         runtime.close()
 
@@ -117,6 +119,7 @@ def run_processor(settings: Settings, parent: int | None = None) -> None:
     processor = Processor(
         runtime.sessions, batch_size=settings.process_batch_size, settings=settings
     )
+    tune_garbage_collector()
     try:
         processor.run(stop, settings.process_idle_ms / 1000)
     finally:

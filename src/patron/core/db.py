@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -116,7 +117,7 @@ def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextlib.contextmanager
-def write_turn(engine: Engine) -> Iterator[None]:
+def write_turn(engine: Engine, *, ingest: bool = False, defer: float = 0.0) -> Iterator[None]:
     """Hold the turn to write to this SQLite file, waiting in line for it; else nothing.
 
     Several processes (``serve --workers``, the processor) write one SQLite file. Left to
@@ -126,24 +127,56 @@ def write_turn(engine: Engine) -> Iterator[None]:
     the *queue* lock, then the *turn* lock, and let go of *queue* while writing. The next
     writer then already waits on *turn*, so the one that just wrote cannot take it again
     before it. Each call opens its own descriptors, so threads take turns as processes do.
+
+    Ingest comes first, because a client waits for its answer and the processing loop can
+    catch up later: ``ingest`` writers hold a shared lock while they wait and write, and a
+    writer that passes ``defer`` waits up to that many seconds for a moment when no
+    ingest writer is waiting before it gets in line.
     """
     path = sqlite_path(engine)
     if path is None:
         yield
         return
-    queue_fd = os.open(f"{path}-queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    turn_fd = -1
+    fds: list[int] = []
     try:
-        fcntl.flock(queue_fd, fcntl.LOCK_EX)
-        turn_fd = os.open(f"{path}-turn.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(turn_fd, fcntl.LOCK_EX)
-        os.close(queue_fd)
-        queue_fd = -1
+        if ingest:
+            fds.append(_locked(f"{path}-ingest.lock", fcntl.LOCK_SH))
+        elif defer > 0:
+            _wait_for_no_ingest(f"{path}-ingest.lock", defer)
+        queue_fd = _locked(f"{path}-queue.lock", fcntl.LOCK_EX)
+        try:
+            fds.append(_locked(f"{path}-turn.lock", fcntl.LOCK_EX))
+        finally:
+            os.close(queue_fd)
         yield
     finally:
-        for fd in (queue_fd, turn_fd):
-            if fd >= 0:
-                os.close(fd)  # closing the last descriptor releases its lock
+        for fd in fds:
+            os.close(fd)  # closing the last descriptor releases its lock
+
+
+def _locked(path: str, operation: int) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _wait_for_no_ingest(path: str, seconds: float) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.005)
+                continue
+            return
+    finally:
+        os.close(fd)
 
 
 def sqlite_path(engine: Engine) -> str | None:
@@ -228,7 +261,11 @@ class GroupCommitter:
 
     def _commit(self, jobs: list[_Job[Any]]) -> None:
         try:
-            with write_turn(self._engine), self._sessions() as session, session.begin():
+            with (
+                write_turn(self._engine, ingest=True),
+                self._sessions() as session,
+                session.begin(),
+            ):
                 for job in jobs:
                     try:
                         with session.begin_nested():
