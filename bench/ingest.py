@@ -6,19 +6,25 @@ For each dialect (``--dialect sqlite|postgresql|both``) this
 1. makes a fresh database (a temporary SQLite file, or a temporary PostgreSQL database on
    ``--postgres-url``, dropped afterwards), migrates it and creates a source with
    ``patron sources create bench --json``, all through the CLI;
-2. starts ``python -m patron.cli serve`` with production settings: the processing loop in
-   the server, SQLite ``synchronous=FULL`` (every acknowledged commit is durable), log
-   level warning;
+2. starts ``python -m patron.cli serve`` in production topology: ``--workers`` HTTP worker
+   processes (``PATRON_WEB_WORKERS``, default 2, one per core) and the processing loop in
+   the server (a process of its own beside the workers), SQLite ``synchronous=FULL`` (every
+   acknowledged commit is durable), log level warning;
 3. drives ``POST /v1/batch`` from another process: ``--concurrency`` keep-alive httpx
-   connections, each sending batches of ``--batch`` realistic Segment messages (0.5-1 KB:
-   a track/page/identify mix with library, page, userAgent and ip in the context) with
-   unique messageIds; a warm-up, then ``--duration`` seconds (capped at ``--max-requests``);
-4. stops the server and checks that the events stored equal the events acknowledged;
+   connections, each sending batches of ``--batch`` realistic Segment messages (0.6-0.9
+   KB: a track/page/identify mix with library, page, userAgent and ip in the context) with
+   unique messageIds; a warm-up, then ``--duration`` seconds (capped at ``--max-requests``).
+   The client prepares its request bodies before the clock starts and stamps fresh
+   messageIds into each, because it shares the machine's cores with the server;
+4. stops the server and checks that the events stored equal the events acknowledged, and
+   reads how far the processing loop got; the server's CPU time (all its processes) over
+   the measured window is reported per event;
 5. measures the *raw baseline*: the same kind of rows, normalised beforehand exactly as the
-   server stores them, inserted by one process into the ``events`` table of another fresh
-   database of the same dialect, through the same engine (``create_db_engine``: same
-   driver, same pragmas, same durability), with SQLAlchemy Core ``INSERT`` executemany,
-   one transaction of ``--batch`` rows at a time (as the server commits one per request).
+   server stores them, inserted by one process into the ``events`` table (same schema and
+   indexes) of another fresh, migrated database of the same dialect, through the same
+   engine (``create_db_engine``: same driver, same pragmas, same durability), with a plain
+   ``INSERT`` through the driver's ``executemany``, ``--baseline-batch`` rows (1,000) per
+   transaction. No HTTP, no validation, no ``ON CONFLICT``, no savepoints, no lock.
 
 ``ratio`` is server events/s divided by baseline events/s. Prints one JSON object. Only
 ever talks to 127.0.0.1.
