@@ -445,9 +445,13 @@ def server_version(database_url: str) -> str:
 
 
 def baseline(
-    database_url: str, *, batch: int, rows: int, seconds: float, seed: int
+    database_url: str, *, batch: int, rows: int, seconds: float, seed: int, core: bool = False
 ) -> dict[str, Any]:
-    """Insert prepared rows into ``events`` with plain Core INSERTs, ``batch`` per commit."""
+    """Insert prepared rows into ``events``, ``batch`` per commit, with plain INSERTs.
+
+    Through the driver's executemany; with ``core``, through SQLAlchemy Core's instead
+    (which processes every parameter of every row in Python first).
+    """
     settings = Settings(sqlite_synchronous="FULL")
     engine = create_db_engine(settings, database_url)
     upgrade(engine)
@@ -474,8 +478,9 @@ def baseline(
     postgres = engine.dialect.name == "postgresql"
     values = SQLITE_VALUES if not postgres else POSTGRES_VALUES
     prepared: list[list[tuple[Any, ...]]] = []
+    named: list[list[dict[str, Any]]] = []
     for b in range(rows // batch):
-        chunk = []
+        chunk, dicts = [], []
         for i in range(batch):
             m = normalise(
                 make_message(rng, f"base-{b}-{i}", now),
@@ -483,14 +488,20 @@ def baseline(
                 message_type=None,
                 max_future_skew=timedelta(hours=1),
             )
+            row = (source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id)
+            dicts.append(
+                dict(
+                    zip(
+                        EVENT_COLUMNS,
+                        (*row, m.timestamp, now, m.flags, m.payload),
+                        strict=True,
+                    )
+                )
+            )
             chunk.append(
                 (
                     values.uuid(source_id),
-                    m.message_id,
-                    m.type,
-                    m.event,
-                    m.user_id,
-                    m.anonymous_id,
+                    *row[1:],
                     values.datetime(m.timestamp),
                     values.datetime(now),
                     json_dumps(m.flags),
@@ -498,6 +509,25 @@ def baseline(
                 )
             )
         prepared.append(chunk)
+        named.append(dicts)
+    inserted = 0
+    if core:
+        statement = insert(Event.__table__)
+        started = time.perf_counter()
+        with engine.connect() as connection:
+            for dicts in named:
+                with connection.begin():
+                    connection.execute(statement, dicts)
+                inserted += len(dicts)
+                if time.perf_counter() - started > seconds:
+                    break
+        elapsed = time.perf_counter() - started
+        engine.dispose()
+        return {
+            "events": inserted,
+            "seconds": round(elapsed, 3),
+            "events_per_second": round(inserted / elapsed, 1),
+        }
     # Plain INSERT through the driver's executemany, as fast as this driver inserts rows.
     mark = "%s" if postgres else "?"
     json_mark = "%s::jsonb" if postgres else "?"
@@ -505,7 +535,6 @@ def baseline(
         f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
         f"VALUES ({', '.join([mark] * 8 + [json_mark] * 2)})"
     )
-    inserted = 0
     connection = engine.raw_connection()  # the engine's connect hook set the pragmas
     cursor = connection.cursor()
     started = time.perf_counter()
@@ -573,6 +602,16 @@ def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
             )
         out["baseline"] = raw
         out["ratio"] = round(events_per_second / raw["events_per_second"], 3)
+        # For comparison: the same, through SQLAlchemy Core's executemany.
+        with fresh_database(dialect, workdir, "core", args.postgres_url) as url:
+            out["baseline_sqlalchemy_core"] = baseline(
+                url,
+                batch=args.baseline_batch,
+                rows=args.baseline_rows,
+                seconds=args.baseline_seconds,
+                seed=args.seed + 1,
+                core=True,
+            )
         return out
 
 
