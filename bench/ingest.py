@@ -6,19 +6,25 @@ For each dialect (``--dialect sqlite|postgresql|both``) this
 1. makes a fresh database (a temporary SQLite file, or a temporary PostgreSQL database on
    ``--postgres-url``, dropped afterwards), migrates it and creates a source with
    ``patron sources create bench --json``, all through the CLI;
-2. starts ``python -m patron.cli serve`` with production settings: the processing loop in
-   the server, SQLite ``synchronous=FULL`` (every acknowledged commit is durable), log
-   level warning;
+2. starts ``python -m patron.cli serve`` in production topology: ``--workers`` HTTP worker
+   processes (``PATRON_WEB_WORKERS``, default 2, one per core) and the processing loop in
+   the server (a process of its own beside the workers), SQLite ``synchronous=FULL`` (every
+   acknowledged commit is durable), log level warning;
 3. drives ``POST /v1/batch`` from another process: ``--concurrency`` keep-alive httpx
-   connections, each sending batches of ``--batch`` realistic Segment messages (0.5-1 KB:
-   a track/page/identify mix with library, page, userAgent and ip in the context) with
-   unique messageIds; a warm-up, then ``--duration`` seconds (capped at ``--max-requests``);
-4. stops the server and checks that the events stored equal the events acknowledged;
+   connections, each sending batches of ``--batch`` realistic Segment messages (0.6-0.9
+   KB: a track/page/identify mix with library, page, userAgent and ip in the context) with
+   unique messageIds; a warm-up, then ``--duration`` seconds (capped at ``--max-requests``).
+   The client prepares its request bodies before the clock starts and stamps fresh
+   messageIds into each, because it shares the machine's cores with the server;
+4. stops the server and checks that the events stored equal the events acknowledged, and
+   reads how far the processing loop got; the server's CPU time (all its processes) over
+   the measured window is reported per event;
 5. measures the *raw baseline*: the same kind of rows, normalised beforehand exactly as the
-   server stores them, inserted by one process into the ``events`` table of another fresh
-   database of the same dialect, through the same engine (``create_db_engine``: same
-   driver, same pragmas, same durability), with SQLAlchemy Core ``INSERT`` executemany,
-   one transaction of ``--batch`` rows at a time (as the server commits one per request).
+   server stores them, inserted by one process into the ``events`` table (same schema and
+   indexes) of another fresh, migrated database of the same dialect, through the same
+   engine (``create_db_engine``: same driver, same pragmas, same durability), with a plain
+   ``INSERT`` through the driver's ``executemany``, ``--baseline-batch`` rows (1,000) per
+   transaction. No HTTP, no validation, no ``ON CONFLICT``, no savepoints, no lock.
 
 ``ratio`` is server events/s divided by baseline events/s. Prints one JSON object. Only
 ever talks to 127.0.0.1.
@@ -54,13 +60,16 @@ from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from patron.collect.messages import RequestMeta, normalise
-from patron.collect.models import Event, Source
-from patron.core.db import create_db_engine, normalise_url
+from patron.collect.models import Event, ProcessingCursor, Source
+from patron.collect.service import EVENT_COLUMNS
+from patron.core.db import create_db_engine, json_dumps, normalise_url
+from patron.core.dialect import POSTGRES_VALUES, SQLITE_VALUES
 from patron.core.ids import hash_secret
 from patron.core.migrations import upgrade
 from patron.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = 50  # distinct request bodies each client process prepares
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -186,26 +195,42 @@ async def _drive(
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:8]
     counter = 0
-    started = time.perf_counter()
-    measure_from = started + warmup
-    stop_at = measure_from + duration
     issued = 0
     latencies: list[float] = []
     measured_events = 0
     acknowledged = 0  # events the server said it accepted, warm-up included
     sent = 0
     errors: list[str] = []
-    last_end = measure_from
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    # Generating realistic messages costs the client about as much CPU as the server
+    # spends storing them, and both share this machine's cores. So the client prepares
+    # TEMPLATES distinct batches before it starts the clock, and each request copies one
+    # and stamps fresh messageIds into fixed-width slots: unique ids, realistic bodies.
+    blank = b"#" * 12
+    templates: list[tuple[bytes, list[int]]] = []
+    now = datetime.now(UTC)
+    for _ in range(TEMPLATES):
+        messages = [make_message(rng, f"bench-{run}-{blank.decode()}", now) for _ in range(batch)]
+        body = orjson.dumps({"batch": messages, "sentAt": now.isoformat()})
+        slots, at = [], body.find(blank)
+        while at >= 0:
+            slots.append(at)
+            at = body.find(blank, at + len(blank))
+        templates.append((body, slots))
+    started = time.perf_counter()
+    measure_from = started + warmup
+    stop_at = measure_from + duration
+    last_end = measure_from
 
     def next_body() -> bytes:
         nonlocal counter
-        now = datetime.now(UTC)
-        messages = []
-        for _ in range(batch):
+        template, slots = templates[counter // batch % len(templates)]
+        body = bytearray(template)
+        for at in slots:
             counter += 1
-            messages.append(make_message(rng, f"bench-{run}-{counter}", now))
-        return orjson.dumps({"batch": messages, "sentAt": now.isoformat()})
+            body[at : at + 12] = b"%012d" % counter
+        return bytes(body)
 
     async with httpx.AsyncClient(
         base_url=url, auth=(write_key, ""), limits=limits, timeout=60
@@ -278,7 +303,7 @@ def fresh_database(dialect: str, workdir: Path, name: str, pg_url: str) -> Itera
 
 
 def server_env(
-    database_url: str, data_dir: Path, port: int, extra: dict[str, str]
+    database_url: str, data_dir: Path, port: int, workers: int, extra: dict[str, str]
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATRON_")}
     env.update(
@@ -287,8 +312,9 @@ def server_env(
         PATRON_HOST="127.0.0.1",
         PATRON_PORT=str(port),
         PATRON_SQLITE_SYNCHRONOUS="FULL",
-        PATRON_PROCESS_IN_SERVER="true",
+        PATRON_PROCESS_IN_SERVER=os.environ.get("BENCH_PROCESS_IN_SERVER", "true"),
         PATRON_LOG_LEVEL="warning",
+        PATRON_WEB_WORKERS=str(workers),
     )
     env.update(extra)
     return env
@@ -315,7 +341,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
+def running_server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
     url = f"http://127.0.0.1:{env['PATRON_PORT']}"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -344,6 +370,7 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
                         "record",
                         "--nonblocking",
                         "--threads",
+                        "--subprocesses",
                         "-f",
                         "raw",
                         "-o",
@@ -354,7 +381,7 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            yield url
+            yield url, process.pid
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
@@ -369,11 +396,38 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
                     process.wait(timeout=10)
 
 
-def count_events(database_url: str) -> int:
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def count_events(database_url: str) -> tuple[int, int]:
+    """Events stored, and how far the processing loop got."""
     engine = create_db_engine(Settings(), database_url)
     try:
         with engine.connect() as connection:
-            return int(connection.scalar(select(func.count()).select_from(Event)) or 0)
+            stored = int(connection.scalar(select(func.count()).select_from(Event)) or 0)
+            processed = connection.scalar(
+                select(ProcessingCursor.position).where(ProcessingCursor.name == "main")
+            )
+            return stored, int(processed or 0)
     finally:
         engine.dispose()
 
@@ -391,9 +445,13 @@ def server_version(database_url: str) -> str:
 
 
 def baseline(
-    database_url: str, *, batch: int, rows: int, seconds: float, seed: int
+    database_url: str, *, batch: int, rows: int, seconds: float, seed: int, core: bool = False
 ) -> dict[str, Any]:
-    """Insert prepared rows into ``events`` with plain Core INSERTs, ``batch`` per commit."""
+    """Insert prepared rows into ``events``, ``batch`` per commit, with plain INSERTs.
+
+    Through the driver's executemany; with ``core``, through SQLAlchemy Core's instead
+    (which processes every parameter of every row in Python first).
+    """
     settings = Settings(sqlite_synchronous="FULL")
     engine = create_db_engine(settings, database_url)
     upgrade(engine)
@@ -417,9 +475,12 @@ def baseline(
     rng = random.Random(seed)
     now = datetime.now(UTC)
     meta = RequestMeta(received_at=now, ip="127.0.0.1", user_agent="python-httpx")
-    prepared: list[list[dict[str, Any]]] = []
+    postgres = engine.dialect.name == "postgresql"
+    values = SQLITE_VALUES if not postgres else POSTGRES_VALUES
+    prepared: list[list[tuple[Any, ...]]] = []
+    named: list[list[dict[str, Any]]] = []
     for b in range(rows // batch):
-        chunk = []
+        chunk, dicts = [], []
         for i in range(batch):
             m = normalise(
                 make_message(rng, f"base-{b}-{i}", now),
@@ -427,31 +488,66 @@ def baseline(
                 message_type=None,
                 max_future_skew=timedelta(hours=1),
             )
+            row = (source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id)
+            dicts.append(
+                dict(
+                    zip(
+                        EVENT_COLUMNS,
+                        (*row, m.timestamp, now, m.flags, m.payload),
+                        strict=True,
+                    )
+                )
+            )
             chunk.append(
-                {
-                    "source_id": source_id,
-                    "message_id": m.message_id,
-                    "type": m.type,
-                    "event": m.event,
-                    "user_id": m.user_id,
-                    "anonymous_id": m.anonymous_id,
-                    "timestamp": m.timestamp,
-                    "received_at": now,
-                    "flags": m.flags,
-                    "payload": m.payload,
-                }
+                (
+                    values.uuid(source_id),
+                    *row[1:],
+                    values.datetime(m.timestamp),
+                    values.datetime(now),
+                    json_dumps(m.flags),
+                    json_dumps(m.payload),
+                )
             )
         prepared.append(chunk)
-    statement = insert(Event.__table__)
+        named.append(dicts)
     inserted = 0
+    if core:
+        statement = insert(Event.__table__)
+        started = time.perf_counter()
+        with engine.connect() as connection:
+            for dicts in named:
+                with connection.begin():
+                    connection.execute(statement, dicts)
+                inserted += len(dicts)
+                if time.perf_counter() - started > seconds:
+                    break
+        elapsed = time.perf_counter() - started
+        engine.dispose()
+        return {
+            "events": inserted,
+            "seconds": round(elapsed, 3),
+            "events_per_second": round(inserted / elapsed, 1),
+        }
+    # Plain INSERT through the driver's executemany, as fast as this driver inserts rows.
+    mark = "%s" if postgres else "?"
+    json_mark = "%s::jsonb" if postgres else "?"
+    sql = (
+        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * 8 + [json_mark] * 2)})"
+    )
+    connection = engine.raw_connection()  # the engine's connect hook set the pragmas
+    cursor = connection.cursor()
     started = time.perf_counter()
-    with engine.connect() as connection:
-        for chunk in prepared:
-            with connection.begin():
-                connection.execute(statement, chunk)
-            inserted += len(chunk)
-            if time.perf_counter() - started > seconds:
-                break
+    for chunk in prepared:
+        if not postgres:
+            cursor.execute("BEGIN IMMEDIATE")
+        cursor.executemany(sql, chunk)
+        connection.commit()
+        inserted += len(chunk)
+        if time.perf_counter() - started > seconds:
+            break
+    cursor.close()
+    connection.close()
     elapsed = time.perf_counter() - started
     engine.dispose()
     return {
@@ -468,16 +564,16 @@ def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
     with scratch_dir(dialect) as workdir:
         out: dict[str, Any] = {}
         with fresh_database(dialect, workdir, "server", args.postgres_url) as url:
-            env = server_env(url, workdir, free_port(), {})
+            env = server_env(url, workdir, free_port(), args.workers, {})
             patron_cli(env, "migrate")
             write_key = orjson.loads(patron_cli(env, "sources", "create", "bench", "--json"))[
                 "write_key"
             ]
             if dialect == "postgresql":
                 out["postgres_server_version"] = server_version(url)
-            with running_server(env, workdir / "server.log") as base_url:
-                summary = drive(base_url, write_key, args)
-            stored = count_events(url)
+            with running_server(env, workdir / "server.log") as (base_url, pid):
+                summary = drive(base_url, write_key, args, pid)
+            stored, processed = count_events(url)
             log_tail = (workdir / "server.log").read_text()[-1500:]
         latencies = summary.pop("latencies")
         events_per_second = summary["measured_events"] / summary["measured_seconds"]
@@ -488,19 +584,34 @@ def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
             **summary,
             events_stored=stored,
             nothing_lost=stored == summary["events_acknowledged"],
+            events_processed=processed,
+            # CPU time of the server's processes (web workers and processor) in the window.
+            server_cpu_us_per_event=round(
+                1e6 * summary.pop("server_cpu_seconds") / max(summary["measured_events"], 1), 1
+            ),
         )
         if summary["errors"] or not out["nothing_lost"]:
             out["server_log_tail"] = log_tail
         with fresh_database(dialect, workdir, "baseline", args.postgres_url) as url:
             raw = baseline(
                 url,
-                batch=args.batch,
+                batch=args.baseline_batch,
                 rows=args.baseline_rows,
                 seconds=args.baseline_seconds,
                 seed=args.seed + 1,
             )
         out["baseline"] = raw
         out["ratio"] = round(events_per_second / raw["events_per_second"], 3)
+        # For comparison: the same, through SQLAlchemy Core's executemany.
+        with fresh_database(dialect, workdir, "core", args.postgres_url) as url:
+            out["baseline_sqlalchemy_core"] = baseline(
+                url,
+                batch=args.baseline_batch,
+                rows=args.baseline_rows,
+                seconds=args.baseline_seconds,
+                seed=args.seed + 1,
+                core=True,
+            )
         return out
 
 
@@ -519,7 +630,9 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[index]
 
 
-def drive(base_url: str, write_key: str, args: argparse.Namespace) -> dict[str, Any]:
+def drive(
+    base_url: str, write_key: str, args: argparse.Namespace, server_pid: int
+) -> dict[str, Any]:
     """Run the clients in ``--client-processes`` other processes and merge what they saw."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -544,8 +657,15 @@ def drive(base_url: str, write_key: str, args: argparse.Namespace) -> dict[str, 
         )
         for i in range(processes)
     ]
+    children_cpu = sum(os.times()[2:4])
     for w in workers:
         w.start()
+    # The server's CPU time over the measured window: web workers and processor together.
+    time.sleep(args.warmup)
+    tree = process_tree(server_pid)
+    cpu_before = cpu_seconds(tree)
+    time.sleep(args.duration)
+    server_cpu = cpu_seconds(tree) - cpu_before
     parts = [results.get(timeout=args.warmup + args.duration + 300) for _ in workers]
     for w in workers:
         w.join(timeout=30)
@@ -559,6 +679,8 @@ def drive(base_url: str, write_key: str, args: argparse.Namespace) -> dict[str, 
         "errors": sum(p["errors"] for p in parts),
         "first_errors": [e for p in parts for e in p["first_errors"]][:5],
         "latencies": sorted(x for p in parts for x in p["latencies"]),
+        "server_cpu_seconds": server_cpu,
+        "client_cpu_seconds": round(sum(os.times()[2:4]) - children_cpu, 2),
     }
     return merged
 
@@ -594,6 +716,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=12, help="keep-alive connections")
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--batch", type=int, default=100, help="messages per request")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (PATRON_WEB_WORKERS)"
+    )
+    parser.add_argument(
+        "--baseline-batch", type=int, default=1000, help="rows per baseline transaction"
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds not measured")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured")
     parser.add_argument("--max-requests", type=int, default=20_000, help="cap on requests")
@@ -615,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
             "messages_per_request": args.batch,
             "concurrency": args.concurrency,
             "client_processes": args.client_processes,
+            "web_workers": args.workers,
+            "baseline_rows_per_transaction": args.baseline_batch,
             "warmup_seconds": args.warmup,
             "duration_seconds": args.duration,
             "sqlite_synchronous": "FULL",

@@ -6,9 +6,6 @@ object on stdout, for scripts.
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +21,7 @@ from patron.collect import service as collect_service
 from patron.core.db import create_db_engine
 from patron.core.errors import DatabaseBehind, PatronError
 from patron.core.migrations import current_revision, head_revision, upgrade
-from patron.core.runtime import Runtime
+from patron.core.runtime import Runtime, tune_garbage_collector
 from patron.core.settings import Settings, get_settings
 
 # The composition root: importing it tells identity what merges and replays touch above it.
@@ -88,10 +85,26 @@ def main() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="HTTP worker processes sharing the port (PATRON_WEB_WORKERS)."),
+    ] = None,
 ) -> None:
-    """Run the HTTP API, the UI and the processing loop in one process."""
+    """Run the HTTP API, the UI and the processing loop."""
     settings = get_settings()
-    run_server(start_runtime(settings), host or settings.host, port or settings.port)
+    runtime = start_runtime(settings)  # migrates the embedded database, or refuses to start
+    host, port = host or settings.host, port or settings.port
+    workers = workers or settings.web_workers
+    if workers == 1:
+        run_server(runtime, host, port)
+        return
+    from patron.supervisor import serve_with_workers
+
+    runtime.close()
+    console.print(
+        f"Patron is listening on [bold]http://{host}:{port}[/bold] with {workers} workers"
+    )
+    raise typer.Exit(serve_with_workers(settings, host, port, workers))
 
 
 def run_server(runtime: Runtime, host: str, port: int) -> None:
@@ -100,8 +113,10 @@ def run_server(runtime: Runtime, host: str, port: int) -> None:
     from patron.app import create_app
 
     console.print(f"Patron is listening on [bold]http://{host}:{port}[/bold]")
+    application = create_app(runtime)
+    tune_garbage_collector()
     uvicorn.run(
-        create_app(runtime),
+        application,
         host=host,
         port=port,
         log_level=runtime.settings.log_level,
@@ -153,22 +168,12 @@ def demo(
 @app.command()
 def worker() -> None:
     """Run the processing loop alone (production: beside `serve` with processing turned off)."""
-    from patron.pipeline import Processor
+    from patron.supervisor import run_processor
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper())
-    runtime = start_runtime(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    start_runtime(settings).close()  # refuse a schema that is behind, with a clear message
     console.print("Patron worker is processing the event log (Ctrl+C stops it)")
-    processor = Processor(
-        runtime.sessions,
-        batch_size=settings.process_batch_size,
-        settings=settings,
-        readers=runtime.readers,
-    )
-    processor.run(stop, settings.process_idle_ms / 1000)
+    run_processor(settings)
 
 
 @app.command()

@@ -4,6 +4,7 @@ from patron.auth.models import ApiToken, AuditEntry, LoginSession, User
 from patron.collect.models import (
     Event,
     EventCatalogEntry,
+    EventKey,
     Import,
     ImportRejection,
     ProcessingCursor,
@@ -37,6 +38,7 @@ __all__ = [
     "ComputedTrait",
     "Event",
     "EventCatalogEntry",
+    "EventKey",
     "Identity",
     "IdentityConflict",
     "IdentityRule",

@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from patron.collect.catalog import record_in_catalog
 from patron.collect.models import Event, ProcessingCursor
+from patron.collect.service import record_event_keys
 from patron.core.clock import utcnow
+from patron.core.db import write_turn
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm.service import forget_links, move_links, record_groups
@@ -45,6 +47,11 @@ log = logging.getLogger("patron.pipeline")
 Handler = Callable[[Session, Sequence[Event]], None]
 # Sliding windows lose old events by the hour; a quarter hour keeps them close enough.
 WINDOW_REFRESH_SECONDS = 900
+# How long a step of the running loop aims to hold the write lock, the fewest events it
+# takes at once, and how long it lets ingest go first (SQLite; see Processor.run).
+STEP_SECONDS = 0.05
+MIN_STEP_EVENTS = 20
+INGEST_FIRST_SECONDS = 0.5
 
 
 def owners_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
@@ -77,7 +84,7 @@ def default_handlers(settings: Settings) -> tuple[Handler, ...]:
     def derive_profiles(session: Session, events: Sequence[Event]) -> None:
         derive(session, events, settings)
 
-    return (record_in_catalog, derive_profiles)
+    return (record_event_keys, record_in_catalog, derive_profiles)
 
 
 @dataclass
@@ -89,13 +96,27 @@ class Processor:
     handlers: Sequence[Handler] = ()
     # Read-only sessions for record linkage's scoring (falls back to ``sessions``).
     readers: sessionmaker[Session] | None = None
+    # How long the last step held the write lock (seconds).
+    held_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.handlers:
             self.handlers = default_handlers(self.settings)
 
-    def step(self) -> int:
-        """Process the next batch of the log; returns how many events it handled."""
+    def step(self, limit: int | None = None, *, defer: float = 0.0) -> int:
+        """Process the next batch of the log; returns how many events it handled.
+
+        ``limit`` caps the batch below ``batch_size``; ``defer`` lets ingest go first for
+        up to that many seconds (see :func:`patron.core.db.write_turn`).
+        """
+        with write_turn(self.sessions.kw["bind"], defer=defer):
+            began = time.monotonic()
+            try:
+                return self._step(min(limit or self.batch_size, self.batch_size))
+            finally:
+                self.held_seconds = time.monotonic() - began
+
+    def _step(self, limit: int) -> int:
         with self.sessions() as session, session.begin():
             cursor = self._claim_cursor(session)
             events = list(
@@ -103,7 +124,7 @@ class Processor:
                     select(Event)
                     .where(Event.seq > cursor.position)
                     .order_by(Event.seq)
-                    .limit(self.batch_size)
+                    .limit(limit)
                 )
             )
             if not events:
@@ -152,16 +173,21 @@ class Processor:
     def run(self, stop: threading.Event, idle_seconds: float) -> None:
         """Process until ``stop`` is set, sleeping ``idle_seconds`` when there is nothing new.
 
-        When the log is drained, windowed computed traits are refreshed every
+        While ingest is writing, a step waits for a gap (up to ``INGEST_FIRST_SECONDS``)
+        and its batch shrinks to hold the write lock about ``STEP_SECONDS``, so answers to
+        clients are not held up behind a long step; processing catches up when ingest is
+        quiet. When the log is drained, windowed computed traits are refreshed every
         ``WINDOW_REFRESH_SECONDS``, and record linkage runs over what changed every
         ``match_interval_seconds`` (the first time one interval after start).
         """
         last_refresh = 0.0
         last_match = time.monotonic()
         match_every = self.settings.match_interval_seconds
+        limit = self.batch_size
         while not stop.is_set():
             try:
-                if self.step() == 0:
+                handled = self.step(limit, defer=INGEST_FIRST_SECONDS)
+                if handled == 0:
                     if time.monotonic() - last_refresh > WINDOW_REFRESH_SECONDS:
                         self.refresh()
                         last_refresh = time.monotonic()
@@ -169,6 +195,10 @@ class Processor:
                         last_match = time.monotonic()
                         self.match()
                     stop.wait(idle_seconds)
+                    continue
+                if handled == limit:
+                    scaled = int(limit * STEP_SECONDS / max(self.held_seconds, 1e-3))
+                    limit = max(MIN_STEP_EVENTS, min(self.batch_size, scaled, 2 * limit))
             except Exception:
                 # A bad step is rolled back and retried; the loop must outlive it.
                 log.exception("processing step failed; retrying")

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import Source
 from patron.core.ids import hash_secret
-from tests.conftest import basic
+from tests.conftest import Tracker, basic
 
 
 def test_create_source_shows_key_once_and_stores_its_hash(
@@ -125,3 +125,44 @@ def test_rejected_messages_are_listed_with_reasons(
         "m-no-event",
     )
     assert "m-no-event" in item["raw"]
+
+
+def test_debugger_id_filters_span_processed_and_unprocessed_events(
+    client: TestClient, admin_headers: dict[str, str], tracker: Tracker
+) -> None:
+    """The id filters read event_keys up to where processing got, and the log past it."""
+
+    def sent(number: int) -> list[dict[str, object]]:
+        return [
+            {"type": "track", "userId": f"u{i % 2}", "anonymousId": "a", "event": f"E{number}"}
+            for i in range(7)
+        ]
+
+    tracker.send(*sent(1))  # processed: in event_keys
+    tracker.send(*sent(2), process=False)  # only in the log
+
+    def pages(params: dict[str, str]) -> tuple[list[int], list[int]]:
+        seqs, totals, cursor = [], [], None
+        while True:
+            query = {**params, "limit": "3", **({"cursor": cursor} if cursor else {})}
+            page = client.get("/v1/events", headers=admin_headers, params=query).json()
+            seqs += [e["seq"] for e in page["items"]]
+            totals.append(page["total"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return seqs, totals
+
+    everything, _ = pages({})
+    u0, totals = pages({"userId": "u0"})
+    assert len(u0) == 8
+    assert set(totals) == {8}
+    assert u0 == sorted(u0, reverse=True)
+    assert set(u0) < set(everything)
+    anonymous, totals = pages({"anonymousId": "a"})
+    assert anonymous == everything
+    assert set(totals) == {14}
+    only_new, totals = pages({"userId": "u1", "event": "E2"})
+    assert len(only_new) == 3
+    assert set(totals) == {3}
+    tracker.process()
+    assert pages({"userId": "u0"}) == (u0, [8, 8, 8])

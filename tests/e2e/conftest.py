@@ -53,6 +53,7 @@ class LiveServer:
     admin_headers: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    workers: int = 1
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,6 +68,7 @@ class LiveServer:
             PATRON_PORT=str(self.port),
             PATRON_PROCESS_IDLE_MS="20",
             PATRON_LOG_LEVEL="warning",
+            PATRON_WEB_WORKERS=str(self.workers),
         )
         return env
 
@@ -106,13 +108,20 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(
-    runtime: Runtime, settings: Settings, credentials: Credentials, write_key: str, tmp_path: Path
+    runtime: Runtime,
+    settings: Settings,
+    credentials: Credentials,
+    write_key: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[LiveServer]:
+    """``patron serve``; a test parametrized indirectly with ``workers`` sets how many."""
     server = LiveServer(
         settings=settings,
         write_key=write_key,
         admin_headers=credentials.headers("admin"),
         log_path=tmp_path / "server.log",
+        workers=getattr(request, "param", 1),
     )
     server.start()
     yield server

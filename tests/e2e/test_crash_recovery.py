@@ -89,6 +89,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("live_server", [1, 2], indirect=True, ids=["1-worker", "2-workers"])
 def test_sigkill_mid_load_loses_no_confirmed_message(
     live_server: LiveServer, runtime: Runtime, source: tuple[Source, str]
 ) -> None:

@@ -8,6 +8,7 @@ declared as a pydantic model because Segment's rules are semantic (userId *or* a
 
 from __future__ import annotations
 
+import functools
 import gzip
 import zlib
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class Message:
     timestamp: datetime
     payload: dict[str, Any]
     flags: list[str] = field(default_factory=list)
+    # ``payload`` as JSON, once serialised for the log (outside the write transaction).
+    encoded: str | None = None
 
 
 class MessageError(Exception):
@@ -299,9 +302,10 @@ def normalise(
     for name in REQUIRED_BY_TYPE.get(kind, ()):
         if ids.get(name) is None and texts.get(name) is None:
             raise MessageError("missing_field", f"a {kind} message needs {name}", name)
-    for name, value in {**ids, **texts}.items():
-        if value is not None:
-            msg[name] = value
+    for values in (ids, texts):
+        for name, value in values.items():
+            if value is not None:
+                msg[name] = value
     message_id = texts["messageId"] or (make_message_id() if make_message_id else None)
     if not message_id:
         raise MessageError("missing_field", "messageId is required here", "messageId")
@@ -384,10 +388,16 @@ def _resolve_time(
     if original is not None:
         msg["originalTimestamp"] = original.isoformat()
     if sent_at is not None:
-        msg["sentAt"] = sent_at.isoformat()
-    msg["receivedAt"] = received.isoformat()
+        msg["sentAt"] = _shared_isoformat(sent_at)
+    msg["receivedAt"] = _shared_isoformat(received)
     msg["timestamp"] = timestamp.isoformat()
     return timestamp, flags
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_isoformat(value: datetime) -> str:
+    # The receive time, and often sentAt, are the same for every message of a request.
+    return value.isoformat()
 
 
 def measure(value: Any) -> tuple[int, int]:

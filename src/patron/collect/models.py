@@ -40,9 +40,9 @@ class Event(Base):
         Index("ix_events_source_seq", "source_id", "seq"),
         Index("ix_events_type_seq", "type", "seq"),
         Index("ix_events_event_seq", "event", "seq"),
-        Index("ix_events_user_seq", "user_id", "seq"),
-        Index("ix_events_anonymous_seq", "anonymous_id", "seq"),
         Index("ix_events_received", "received_at"),
+        # No index on user_id or anonymous_id here: ids arrive in random order, and keeping
+        # them sorted made every insert markedly slower. They are indexed in event_keys.
     )
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -56,6 +56,27 @@ class Event(Base):
     received_at: Mapped[datetime]
     flags: Mapped[list[Any]] = mapped_column(default=list)
     payload: Mapped[dict[str, Any]]
+
+
+class EventKey(Base):
+    """The ids of each event, indexed for the debugger's ``userId`` and ``anonymousId`` filters.
+
+    Kept off ``events``, so the ingest path does not pay for these indexes: the processing
+    loop fills this table for each batch it reads, in log order. Events past its highest
+    ``seq`` are found by scanning the tail of the log.
+    """
+
+    __tablename__ = "event_keys"
+    __table_args__ = (
+        Index("ix_event_keys_user_seq", "user_id", "seq"),
+        Index("ix_event_keys_anonymous_seq", "anonymous_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigIntPK, ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str | None] = mapped_column(String(200))
+    anonymous_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class RejectedMessage(Base):

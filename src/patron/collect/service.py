@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, func, insert, select
+from sqlalchemy import ColumnElement, Select, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
@@ -22,9 +22,15 @@ from patron.collect.messages import (
     normalise,
 )
 from patron.collect.messages import Message as NormalisedMessage
-from patron.collect.models import Event, RejectedMessage, Source
+from patron.collect.models import Event, EventKey, RejectedMessage, Source
 from patron.core.clock import utcnow
-from patron.core.dialect import insert_ignoring_conflicts, lock_event_log
+from patron.core.db import json_dumps
+from patron.core.dialect import (
+    driver_values,
+    insert_ignoring_conflicts,
+    insert_rows_ignoring_conflicts,
+    lock_event_log,
+)
 from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from patron.core.ids import hash_secret, new_id, new_secret
 from patron.core.pagination import Page, decode_int_cursor, encode_cursor
@@ -207,6 +213,80 @@ class Envelope:
     sent_at: datetime | None = None
 
 
+@dataclass
+class PreparedBatch:
+    """A request's messages after validation: what the writer needs, and nothing to do."""
+
+    source_id: uuid.UUID
+    received_at: datetime
+    messages: list[NormalisedMessage]
+    rejected: list[tuple[Rejection, Any]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.messages) + len(self.rejected)
+
+
+def prepare(
+    *,
+    source_id: uuid.UUID,
+    envelope: Envelope,
+    meta: RequestMeta,
+    max_future_skew: timedelta,
+    make_message_id: Any = None,
+) -> PreparedBatch:
+    """Validate and normalise each message, and serialise the good ones for the log.
+
+    Needs no database, so concurrent requests do this in parallel, before they queue for
+    the write transaction (:func:`store`).
+    """
+    batch = PreparedBatch(source_id=source_id, received_at=meta.received_at, messages=[])
+    for index, raw in enumerate(envelope.messages):
+        try:
+            size, nesting_bound = measure(raw)
+            if size > MAX_MESSAGE_BYTES:
+                raise MessageError(
+                    "message_too_large", f"the message is over {MAX_MESSAGE_BYTES} bytes"
+                )
+            message = normalise(
+                raw,
+                meta=meta,
+                message_type=envelope.message_type,
+                batch_context=envelope.context,
+                batch_integrations=envelope.integrations,
+                batch_sent_at=envelope.sent_at,
+                max_future_skew=max_future_skew,
+                make_message_id=make_message_id or _server_message_id,
+                nesting_bound=nesting_bound,
+            )
+        except MessageError as exc:
+            rejection = Rejection(exc.code, exc.reason, exc.field, index, _message_id_of(raw))
+            batch.rejected.append((rejection, raw))
+            continue
+        message.encoded = json_dumps(message.payload)
+        batch.messages.append(message)
+    return batch
+
+
+def store(session: Session, batch: PreparedBatch) -> IngestResult:
+    """Append a prepared batch to the log and keep its rejected messages. Flushes only."""
+    result = IngestResult()
+    for rejection, raw in batch.rejected:
+        result.rejected.append(rejection)
+        keep_rejected(session, source_id=batch.source_id, rejection=rejection, raw=raw)
+    if batch.messages:
+        inserted = append_to_log(
+            session,
+            source_id=batch.source_id,
+            messages=batch.messages,
+            received_at=batch.received_at,
+        )
+        result.accepted = len(batch.messages)
+        result.duplicates = len(batch.messages) - inserted
+        result.flagged = sum(1 for m in batch.messages if m.flags)
+    return result
+
+
 def ingest(
     session: Session,
     *,
@@ -221,40 +301,14 @@ def ingest(
     A bad message never takes the good ones beside it down. Flushes; the caller commits,
     and only after that commit may it answer 2xx.
     """
-    result = IngestResult()
-    good: list[NormalisedMessage] = []
-    for index, raw in enumerate(envelope.messages):
-        try:
-            size, nesting_bound = measure(raw)
-            if size > MAX_MESSAGE_BYTES:
-                raise MessageError(
-                    "message_too_large", f"the message is over {MAX_MESSAGE_BYTES} bytes"
-                )
-            good.append(
-                normalise(
-                    raw,
-                    meta=meta,
-                    message_type=envelope.message_type,
-                    batch_context=envelope.context,
-                    batch_integrations=envelope.integrations,
-                    batch_sent_at=envelope.sent_at,
-                    max_future_skew=max_future_skew,
-                    make_message_id=make_message_id or _server_message_id,
-                    nesting_bound=nesting_bound,
-                )
-            )
-        except MessageError as exc:
-            rejection = Rejection(exc.code, exc.reason, exc.field, index, _message_id_of(raw))
-            result.rejected.append(rejection)
-            keep_rejected(session, source_id=source.id, rejection=rejection, raw=raw)
-    if good:
-        inserted = append_to_log(
-            session, source_id=source.id, messages=good, received_at=meta.received_at
-        )
-        result.accepted = len(good)
-        result.duplicates = len(good) - inserted
-        result.flagged = sum(1 for m in good if m.flags)
-    return result
+    batch = prepare(
+        source_id=source.id,
+        envelope=envelope,
+        meta=meta,
+        max_future_skew=max_future_skew,
+        make_message_id=make_message_id,
+    )
+    return store(session, batch)
 
 
 def _server_message_id() -> str:
@@ -267,6 +321,21 @@ def _message_id_of(raw: Any) -> str | None:
     return None
 
 
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+EVENT_COLUMNS = (
+    "source_id",
+    "message_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "timestamp",
+    "received_at",
+    "flags",
+    "payload",
+)
+
+
 def append_to_log(
     session: Session,
     *,
@@ -274,27 +343,33 @@ def append_to_log(
     messages: Sequence[NormalisedMessage],
     received_at: datetime,
 ) -> int:
-    """Append messages; a messageId the source already sent is skipped. Returns rows added."""
+    """Append messages; a messageId the source already sent is skipped. Returns rows added.
+
+    Goes through the driver's executemany with the payloads serialised beforehand (by
+    :func:`prepare`, outside the write transaction): this is the hottest insert there is.
+    """
     lock_event_log(session)
-    statement = insert_ignoring_conflicts(
-        session, Event.__table__, ["source_id", "message_id"]
-    ).returning(Event.seq)
+    to_driver = driver_values(session)
+    source = to_driver.uuid(source_id)
+    received = to_driver.datetime(received_at)
     rows = [
-        {
-            "source_id": source_id,
-            "message_id": m.message_id,
-            "type": m.type,
-            "event": m.event[:200] if m.event else None,
-            "user_id": m.user_id,
-            "anonymous_id": m.anonymous_id,
-            "timestamp": m.timestamp,
-            "received_at": received_at,
-            "flags": m.flags,
-            "payload": m.payload,
-        }
+        (
+            source,
+            m.message_id,
+            m.type,
+            m.event[:200] if m.event else None,
+            m.user_id,
+            m.anonymous_id,
+            to_driver.datetime(m.timestamp),
+            received,
+            json_dumps(m.flags) if m.flags else "[]",
+            m.encoded or json_dumps(m.payload),
+        )
         for m in messages
     ]
-    return len(session.execute(statement, rows).all())
+    return insert_rows_ignoring_conflicts(
+        session, EVENTS, EVENT_COLUMNS, rows, ("source_id", "message_id")
+    )
 
 
 def keep_rejected(
@@ -361,15 +436,59 @@ def list_events(
     session: Session, *, filters: EventFilter, limit: int = 50, cursor: str | None = None
 ) -> Page[Event]:
     """The log newest first, filtered, with keyset pagination on the sequence."""
-    conditions = filters.conditions()
-    statement: Select[Event] = select(Event).where(*conditions)
     after = decode_int_cursor(cursor)
-    if after is not None:
-        statement = statement.where(Event.seq < after)
-    rows = list(session.scalars(statement.order_by(Event.seq.desc()).limit(limit + 1)))
-    total = session.scalar(select(func.count()).select_from(Event).where(*conditions)) or 0
+    if filters.user_id is None and filters.anonymous_id is None:
+        conditions = filters.conditions()
+        statement: Select[Event] = select(Event).where(*conditions)
+        if after is not None:
+            statement = statement.where(Event.seq < after)
+        rows = list(session.scalars(statement.order_by(Event.seq.desc()).limit(limit + 1)))
+        total = session.scalar(select(func.count()).select_from(Event).where(*conditions)) or 0
+    else:
+        rows, total = _events_by_id(session, filters, limit + 1, after)
     next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
     return Page[Event](items=rows[:limit], total=total, next_cursor=next_cursor)
+
+
+def _events_by_id(
+    session: Session, filters: EventFilter, limit: int, after: int | None
+) -> tuple[list[Event], int]:
+    """Events filtered by userId or anonymousId: through event_keys, then the unindexed tail."""
+    indexed_to = session.scalar(select(func.max(EventKey.seq))) or 0
+    conditions = filters.conditions()
+    tail = select(Event).where(Event.seq > indexed_to, *conditions)
+    keys = [EventKey.seq <= indexed_to]
+    if filters.user_id is not None:
+        keys.append(EventKey.user_id == filters.user_id)
+    if filters.anonymous_id is not None:
+        keys.append(EventKey.anonymous_id == filters.anonymous_id)
+    indexed = select(Event).join(EventKey, EventKey.seq == Event.seq).where(*keys, *conditions)
+    total = sum(
+        session.scalar(select(func.count()).select_from(part.subquery())) or 0
+        for part in (tail, indexed)
+    )
+    if after is not None:
+        tail = tail.where(Event.seq < after)
+        indexed = indexed.where(EventKey.seq < after)
+    rows = list(session.scalars(tail.order_by(Event.seq.desc()).limit(limit)))
+    if len(rows) < limit:
+        more = indexed.order_by(EventKey.seq.desc()).limit(limit - len(rows))
+        rows.extend(session.scalars(more))
+    return rows, total
+
+
+def record_event_keys(session: Session, events: Sequence[Event]) -> None:
+    """Index the ids of a batch the processing loop read (see :class:`EventKey`)."""
+    if not events:
+        return
+    first, last = events[0].seq, events[-1].seq
+    statement = insert_ignoring_conflicts(session, EventKey.__table__, ["seq"]).from_select(
+        ["seq", "user_id", "anonymous_id"],
+        select(Event.seq, Event.user_id, Event.anonymous_id).where(
+            Event.seq >= first, Event.seq <= last
+        ),
+    )
+    session.execute(statement)
 
 
 def list_rejected(

@@ -133,19 +133,26 @@ def accept(
     meta: RequestMeta,
     origin: str | None,
 ) -> service.IngestResult:
-    """Resolve the source, ingest, and commit: the caller may answer 2xx only after this.
+    """Resolve the source, validate, and store: the caller may answer 2xx only after this.
 
-    Concurrent requests share one transaction (``runtime.writer``); this returns only once
-    that transaction has committed.
+    Only the store runs in the write transaction, which concurrent requests share
+    (``runtime.writer``); this returns once that transaction has committed.
     """
-    skew = timedelta(seconds=runtime.settings.max_future_skew_seconds)
-
-    def work(db: Session) -> service.IngestResult:
+    with runtime.readers() as db:
         source = service.source_for_write_key(db, write_key)
         service.check_origin(source, origin)
-        return service.ingest(db, source=source, envelope=envelope, meta=meta, max_future_skew=skew)
+        source_id = source.id
+    batch = service.prepare(
+        source_id=source_id,
+        envelope=envelope,
+        meta=meta,
+        max_future_skew=timedelta(seconds=runtime.settings.max_future_skew_seconds),
+    )
 
-    return runtime.writer.run(work, size=len(envelope.messages))
+    def work(db: Session) -> service.IngestResult:
+        return service.store(db, batch)
+
+    return runtime.writer.run(work, size=batch.size)
 
 
 async def handle(request: Request, message_type: str | None) -> Response:

@@ -11,10 +11,14 @@ that a durable commit (an fsync) is paid once per group rather than once per req
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -129,6 +133,77 @@ def _synchronised(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     return factory
 
 
+@contextlib.contextmanager
+def write_turn(engine: Engine, *, ingest: bool = False, defer: float = 0.0) -> Iterator[None]:
+    """Hold the turn to write to this SQLite file, waiting in line for it; else nothing.
+
+    Several processes (``serve --workers``, the processor) write one SQLite file. Left to
+    SQLite, a writer that finds the lock taken sleeps in the busy handler with growing
+    back-off and may lose the race again on waking: seconds of latency under load. Here
+    writers block in the kernel on a lock file instead, and take turns: to write, hold
+    the *queue* lock, then the *turn* lock, and let go of *queue* while writing. The next
+    writer then already waits on *turn*, so the one that just wrote cannot take it again
+    before it. Each call opens its own descriptors, so threads take turns as processes do.
+
+    Ingest comes first, because a client waits for its answer and the processing loop can
+    catch up later: ``ingest`` writers hold a shared lock while they wait and write, and a
+    writer that passes ``defer`` waits up to that many seconds for a moment when no
+    ingest writer is waiting before it gets in line.
+    """
+    path = sqlite_path(engine)
+    if path is None:
+        yield
+        return
+    fds: list[int] = []
+    try:
+        if ingest:
+            fds.append(_locked(f"{path}-ingest.lock", fcntl.LOCK_SH))
+        elif defer > 0:
+            _wait_for_no_ingest(f"{path}-ingest.lock", defer)
+        queue_fd = _locked(f"{path}-queue.lock", fcntl.LOCK_EX)
+        try:
+            fds.append(_locked(f"{path}-turn.lock", fcntl.LOCK_EX))
+        finally:
+            os.close(queue_fd)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)  # closing the last descriptor releases its lock
+
+
+def _locked(path: str, operation: int) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _wait_for_no_ingest(path: str, seconds: float) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.005)
+                continue
+            return
+    finally:
+        os.close(fd)
+
+
+def sqlite_path(engine: Engine) -> str | None:
+    """The file of a SQLite database (None for PostgreSQL and in-memory databases)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return str(url.database)
+
+
 T = TypeVar("T")
 
 
@@ -159,6 +234,7 @@ class GroupCommitter:
         self, sessions: sessionmaker[Session], *, max_size: int = 10_000, idle_seconds: float = 5
     ) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
         self._max_size = max_size
         self._idle_seconds = idle_seconds
         self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
@@ -202,7 +278,11 @@ class GroupCommitter:
 
     def _commit(self, jobs: list[_Job[Any]]) -> None:
         try:
-            with self._sessions() as session, session.begin():
+            with (
+                write_turn(self._engine, ingest=True),
+                self._sessions() as session,
+                session.begin(),
+            ):
                 for job in jobs:
                     try:
                         with session.begin_nested():

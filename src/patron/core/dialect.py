@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import FromClause, Insert, text
+from sqlalchemy import JSON, FromClause, Insert, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+from patron.core.clock import as_utc
 
 # Key of the PostgreSQL transaction lock that orders appends to the event log.
 EVENT_LOG_LOCK = 0x7061_7472  # "patr"
@@ -52,3 +56,75 @@ def lock_event_log(session: Session) -> None:
 def lock_row_for_update(session: Session) -> bool:
     """Whether ``SELECT ... FOR UPDATE`` means anything here (PostgreSQL yes, SQLite no)."""
     return dialect_name(session) == "postgresql"
+
+
+def insert_rows_ignoring_conflicts(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    conflict: Sequence[str],
+) -> int:
+    """Insert ``rows`` through the driver's executemany; a row hitting ``conflict`` is skipped.
+
+    The bulk path for hot tables: SQLAlchemy's per-row parameter processing costs more than
+    the insert itself, so callers hand over values the driver takes as they are (see
+    :func:`driver_values`), JSON columns already serialised. Returns the rows inserted.
+    Runs in the session's transaction.
+    """
+    if not rows:
+        return 0
+    postgres = dialect_name(session) == "postgresql"
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    mark = "%s" if postgres else "?"
+    values = ", ".join(
+        f"{mark}::jsonb" if postgres and isinstance(table.c[name].type, JSON) else mark
+        for name in columns
+    )
+    # Identifiers come from the Table and are quoted by the dialect; values are bound.
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "  # noqa: S608
+        f"VALUES ({values}) ON CONFLICT ({', '.join(map(quote, conflict))}) DO NOTHING"
+    )
+    connection = session.connection().connection
+    driver: Any = connection.driver_connection
+    cursor = connection.cursor()
+    try:
+        if postgres:
+            cursor.executemany(sql, rows)
+            return int(cursor.rowcount)
+        # sqlite3 reports no rowcount for upserts that skip; the change counter does.
+        before = driver.total_changes
+        cursor.executemany(sql, rows)
+        return int(driver.total_changes - before)
+    finally:
+        cursor.close()
+
+
+def driver_values(session: Session) -> DriverValues:
+    """How values of portable column types are handed to this dialect's driver."""
+    return POSTGRES_VALUES if dialect_name(session) == "postgresql" else SQLITE_VALUES
+
+
+class DriverValues:
+    """Values as SQLAlchemy's portable types would bind them, for :func:`insert_rows_...`."""
+
+    def __init__(self, *, native: bool) -> None:
+        self.native = native
+
+    def uuid(self, value: uuid.UUID | None) -> Any:
+        # ``Uuid()`` is CHAR(32) hex on SQLite, native on PostgreSQL.
+        if value is None or self.native:
+            return value
+        return value.hex
+
+    def datetime(self, value: datetime | None) -> Any:
+        # ``DateTime`` on SQLite is text "YYYY-MM-DD HH:MM:SS.ffffff" in UTC: the format
+        # SQLAlchemy writes, so comparisons between rows written either way stay right.
+        if value is None or self.native:
+            return value
+        return as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+SQLITE_VALUES = DriverValues(native=False)
+POSTGRES_VALUES = DriverValues(native=True)

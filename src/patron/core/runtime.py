@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -44,3 +45,15 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def tune_garbage_collector() -> None:
+    """Collect cycles less often in long-running servers; call once start-up is done.
+
+    Every request makes thousands of short-lived dicts and lists (parsed JSON), which
+    reference counting frees; with the default threshold the cycle collector still ran
+    every 700 of them and walked the heap, which took half the time of parsing a batch.
+    What start-up created (modules, the app, the mappers) is frozen out of collections.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)

@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Interface `patron serve` listens on.")
     port: int = Field(8000, description="Port `patron serve` listens on.")
+    web_workers: int = Field(
+        1,
+        ge=1,
+        description="HTTP worker processes of `patron serve`, sharing the port. More than "
+        "one lets request parsing and validation use several cores; the processing loop "
+        "then runs in a process of its own.",
+    )
     public_url: str | None = Field(
         None,
         description="URL browsers reach Patron at (for the snippet and CDN settings). "
