@@ -1,6 +1,14 @@
 """Every domain's tables, imported in one place so Alembic sees the whole schema."""
 
-from patron.auth.models import ApiToken, AuditEntry, LoginSession, User
+from patron.auth.models import (
+    ApiToken,
+    AuditEntry,
+    LoginSession,
+    RecordShare,
+    Team,
+    TeamMember,
+    User,
+)
 from patron.collect.models import (
     Event,
     EventCatalogEntry,
@@ -11,7 +19,7 @@ from patron.collect.models import (
     Source,
 )
 from patron.core.models import Base
-from patron.crm.models import Company, PersonCompany
+from patron.crm.models import Company, CustomField, PersonCompany
 from patron.identity.models import (
     BlockedValue,
     Identity,
@@ -35,6 +43,7 @@ __all__ = [
     "Company",
     "ComputedState",
     "ComputedTrait",
+    "CustomField",
     "Event",
     "EventCatalogEntry",
     "Identity",
@@ -50,9 +59,12 @@ __all__ = [
     "PersonCompany",
     "PersonEvent",
     "ProcessingCursor",
+    "RecordShare",
     "RejectedMessage",
     "Separation",
     "Source",
+    "Team",
+    "TeamMember",
     "TraitRule",
     "TraitValue",
     "User",

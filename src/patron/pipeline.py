@@ -22,10 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.collect.catalog import record_in_catalog
+from patron.collect.imports import CUSTOM_VALUES
 from patron.collect.models import Event, ProcessingCursor
 from patron.core.clock import utcnow
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
+from patron.crm.contacts import fill_from_merged, import_checker, record_custom_values
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.identity import service as identity
 from patron.identity.graph import resolve_events
@@ -65,11 +67,13 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
     refresh_visible(session, record_traits(session, events, owners))
     update_computed(session, events, owners)
     record_groups(session, events, owners)
+    record_custom_values(session, events, owners)
 
 
-HOOKS.merged[:] = [move_traits, move_computed, move_links]
+HOOKS.merged[:] = [move_traits, move_computed, move_links, fill_from_merged]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
 HOOKS.replay = derive
+CUSTOM_VALUES[:] = [import_checker]
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:

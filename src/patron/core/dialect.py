@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import FromClause, Insert, text
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Insert,
+    SQLColumnExpression,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -52,3 +62,19 @@ def lock_event_log(session: Session) -> None:
 def lock_row_for_update(session: Session) -> bool:
     """Whether ``SELECT ... FOR UPDATE`` means anything here (PostgreSQL yes, SQLite no)."""
     return dialect_name(session) == "postgresql"
+
+
+def json_array_contains(
+    expr: SQLColumnExpression[Any], value: Any, dialect: str
+) -> ColumnElement[bool]:
+    """Whether the JSON array ``expr`` holds ``value`` (a tag, a multi-select option)."""
+    if dialect == "postgresql":
+        return expr.op("@>")(func.jsonb_build_array(value))
+    each = func.json_each(expr).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == value))
+
+
+def json_array_length(expr: SQLColumnExpression[Any], dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return func.jsonb_array_length(expr)
+    return func.json_array_length(expr)

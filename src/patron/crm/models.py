@@ -6,16 +6,27 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.clock import utcnow
 from patron.core.ids import new_id
-from patron.core.models import Base
+from patron.core.models import Base, BigIntPK
 
 
 class Company(Base):
+    """A company: from ``group`` calls, created by hand, or both.
+
+    ``domain`` (normalised: lower case, no scheme, no ``www.``) is the natural key. A company
+    merged into another stays as a pointer (``merged_into``), so its old id and groupId
+    still find the survivor.
+    """
+
     __tablename__ = "companies"
+    __table_args__ = (
+        Index("ix_companies_owner", "owner_id", "created_at"),
+        Index("ix_companies_merged_into", "merged_into"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     # The groupId the tracking API knows the company by.
@@ -24,6 +35,40 @@ class Company(Base):
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    domain: Mapped[str | None] = mapped_column(String(253), unique=True)
+    industry: Mapped[str | None] = mapped_column(String(200))
+    # Number of employees.
+    size: Mapped[int | None]
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    archived_at: Mapped[datetime | None]
+    merged_into: Mapped[uuid.UUID | None]
+
+
+class CustomField(Base):
+    """A typed field an admin adds to persons, companies, deals or tickets.
+
+    Values live in the record's ``custom`` JSON under ``key``, stored in a form that sorts
+    right as text or number: dates as ``YYYY-MM-DD``, datetimes as UTC ISO 8601, money as
+    ``{"amount": number, "currency": "EUR"}``, references as the record's id.
+    """
+
+    __tablename__ = "custom_fields"
+    __table_args__ = (
+        UniqueConstraint("record_type", "key", name="uq_custom_fields_record_type_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    record_type: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(60))
+    label: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(20))
+    # The choices of a single or multi select.
+    options: Mapped[list[Any]] = mapped_column(default=list)
+    # What a reference points at: person, company, deal or ticket.
+    reference_type: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PersonCompany(Base):

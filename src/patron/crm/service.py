@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import Event
 from patron.core.clock import utcnow
+from patron.crm.access import live_company
 from patron.crm.models import Company, PersonCompany
 
 
@@ -23,7 +24,8 @@ def record_groups(
         return
     keys = {str(e.payload.get("groupId")) for e in groups}
     companies = {
-        c.group_id: c for c in session.scalars(select(Company).where(Company.group_id.in_(keys)))
+        c.group_id: live_company(session, c.id) if c.merged_into else c
+        for c in session.scalars(select(Company).where(Company.group_id.in_(keys)))
     }
     for e in groups:
         group_id = str(e.payload.get("groupId"))

@@ -1,0 +1,88 @@
+"""Who may see which companies: the one place that decides it, for every list, fetch,
+search, export and count of companies.
+
+The same rule as persons (``patron.profiles.access``): admins, marketing and analysts see
+every company; managers their team's; sales their own; support the companies on their
+tickets (once tickets exist); everyone the companies shared with them or their teams.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ColumnElement, select, true
+from sqlalchemy.orm import Session
+
+from patron.auth.models import Role
+from patron.auth.service import Actor, owned_or_shared
+from patron.core.errors import Forbidden, NotFound
+from patron.crm.fields import CanSee
+from patron.crm.models import Company
+from patron.identity.models import Person
+from patron.profiles.access import readable_persons
+
+RECORD_TYPE = "company"
+WRITERS = (Role.manager, Role.sales, Role.marketing)
+# How many merge pointers to follow before giving up (merges keep chains flat).
+MAX_HOPS = 64
+
+
+def readable_companies(actor: Actor | None) -> ColumnElement[bool]:
+    """A condition on :class:`Company` true for the companies ``actor`` may see."""
+    if actor is None or actor.sees_everything:
+        return true()
+    return owned_or_shared(
+        actor, owner=Company.owner_id, record_id=Company.id, record_type=RECORD_TYPE
+    )
+
+
+def live_company(session: Session, company_id: uuid.UUID) -> Company:
+    """The company with this id, following merges to the survivor; 404 if none."""
+    company = session.get(Company, company_id)
+    for _ in range(MAX_HOPS):
+        if company is None:
+            break
+        if company.merged_into is None:
+            return company
+        company = session.get(Company, company.merged_into)
+    raise NotFound(f"no company with id {company_id}", field="company_id")
+
+
+def visible_company(session: Session, actor: Actor | None, company_id: uuid.UUID) -> Company:
+    """The company if ``actor`` may see it; otherwise 404, as for one that does not exist."""
+    company = live_company(session, company_id)
+    statement = select(Company.id).where(Company.id == company.id, readable_companies(actor))
+    if session.scalar(statement) is None:
+        raise NotFound(f"no company with id {company_id}", field="company_id")
+    return company
+
+
+def writable_company(session: Session, actor: Actor | None, company_id: uuid.UUID) -> Company:
+    """A company ``actor`` may change: visible (else 404) and a role that writes (else 403)."""
+    company = visible_company(session, actor, company_id)
+    require_writer(actor)
+    return company
+
+
+def require_writer(actor: Actor | None) -> None:
+    if actor is not None and actor.role is not Role.admin and actor.role not in WRITERS:
+        raise Forbidden(f"a {actor.role} user cannot change companies")
+
+
+def can_see_for(session: Session, actor: Actor | None) -> CanSee:
+    """Whether ``actor`` may see a record, for references in custom fields."""
+
+    def can_see(record_type: str, record_id: uuid.UUID) -> bool:
+        if record_type == "person":
+            statement = select(Person.id).where(
+                Person.id == record_id, Person.merged_into.is_(None), readable_persons(actor)
+            )
+        elif record_type == "company":
+            statement = select(Company.id).where(
+                Company.id == record_id, Company.merged_into.is_(None), readable_companies(actor)
+            )
+        else:
+            return False
+        return session.scalar(statement) is not None
+
+    return can_see

@@ -1,0 +1,294 @@
+"""The CRM API: contacts (the CRM side of persons), companies, custom fields, sharing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from patron.auth import service as auth
+from patron.auth.deps import AdminActor, CurrentActor
+from patron.auth.models import RecordShare
+from patron.core.errors import NotFound
+from patron.core.pagination import Page
+from patron.core.web import DB, ListParams
+from patron.crm import companies, contacts
+from patron.crm import fields as custom_fields
+from patron.crm.access import writable_company
+from patron.crm.models import Company, CustomField
+from patron.crm.schemas import (
+    CompanyContactOut,
+    CompanyIn,
+    CompanyMergeIn,
+    CompanyMergeOut,
+    CompanyOut,
+    CompanyPage,
+    CompanyPatch,
+    ContactOut,
+    ContactPage,
+    ContactPatch,
+    CustomFieldIn,
+    CustomFieldOut,
+    FieldConflict,
+    ShareIn,
+    ShareOut,
+)
+from patron.identity.models import Person
+from patron.profiles.access import visible_person, writable_person
+
+router = APIRouter(prefix="/v1", tags=["crm"])
+Search = Annotated[
+    str | None, Query(description="Words that must all match (names, emails, phones, companies).")
+]
+Archived = Annotated[bool, Query(description="List the archived records instead.")]
+
+
+def _contact_page(page: Page[Person]) -> ContactPage:
+    items = [ContactOut.model_validate(p) for p in page.items]
+    return ContactPage(items=items, total=page.total, next_cursor=page.next_cursor)
+
+
+def _company_page(page: Page[Company]) -> CompanyPage:
+    items = [CompanyOut.model_validate(c) for c in page.items]
+    return CompanyPage(items=items, total=page.total, next_cursor=page.next_cursor)
+
+
+# --- contacts --------------------------------------------------------------------------
+
+
+@router.get("/contacts", response_model=ContactPage)
+def list_contacts(
+    db: DB, actor: CurrentActor, params: ListParams, q: Search = None, archived: Archived = False
+) -> ContactPage:
+    """Persons you may see, with filters on any field (`custom.<key>` and `traits.<name>`
+    too), search, sort and keyset pages."""
+    page = contacts.list_contacts(db, actor=actor, query=params, search=q, archived=archived)
+    return _contact_page(page)
+
+
+@router.get("/contacts/{person_id}", response_model=ContactOut)
+def get_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> Person:
+    """A person's CRM record (the whole profile is `GET /v1/persons/{id}`)."""
+    return visible_person(db, actor, person_id)
+
+
+@router.patch("/contacts/{person_id}", response_model=ContactOut)
+def update_contact(person_id: uuid.UUID, body: ContactPatch, db: DB, actor: CurrentActor) -> Person:
+    """Change owner, lifecycle stage, lead status, tags or custom fields."""
+    person, _, _ = contacts.update_contact(
+        db, actor=actor, person_id=person_id, changes=body.model_dump(exclude_unset=True)
+    )
+    db.commit()
+    return person
+
+
+@router.post("/contacts/{person_id}/archive", response_model=ContactOut)
+def archive_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> Person:
+    """Take a person off the contact lists (the CDP keeps them)."""
+    person = contacts.set_archived(db, actor=actor, person_id=person_id, archived=True)
+    db.commit()
+    return person
+
+
+@router.post("/contacts/{person_id}/restore", response_model=ContactOut)
+def restore_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> Person:
+    """Bring an archived person back to the contact lists."""
+    person = contacts.set_archived(db, actor=actor, person_id=person_id, archived=False)
+    db.commit()
+    return person
+
+
+# --- companies -------------------------------------------------------------------------
+
+
+@router.post("/companies", response_model=CompanyOut, status_code=status.HTTP_201_CREATED)
+def create_company(body: CompanyIn, db: DB, actor: CurrentActor) -> Company:
+    """Create a company (the domain, normalised, must be unused)."""
+    company = companies.create_company(db, actor=actor, values=body.model_dump(exclude_unset=True))
+    db.commit()
+    return company
+
+
+@router.get("/companies", response_model=CompanyPage)
+def list_companies(
+    db: DB, actor: CurrentActor, params: ListParams, q: Search = None, archived: Archived = False
+) -> CompanyPage:
+    """Companies you may see, with filters, search (name, domain), sort and keyset pages."""
+    page = companies.list_companies(db, actor=actor, query=params, search=q, archived=archived)
+    return _company_page(page)
+
+
+@router.get("/companies/{company_id}", response_model=CompanyOut)
+def get_company(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> Company:
+    """A company; the id of a merged company answers with the one it was merged into."""
+    return companies.get_company(db, actor=actor, company_id=company_id)
+
+
+@router.patch("/companies/{company_id}", response_model=CompanyOut)
+def update_company(
+    company_id: uuid.UUID, body: CompanyPatch, db: DB, actor: CurrentActor
+) -> Company:
+    """Change the fields given."""
+    company = companies.update_company(
+        db, actor=actor, company_id=company_id, changes=body.model_dump(exclude_unset=True)
+    )
+    db.commit()
+    return company
+
+
+@router.post("/companies/{company_id}/archive", response_model=CompanyOut)
+def archive_company(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> Company:
+    """Archive a company: it leaves the lists (`?archived=true` shows it)."""
+    company = companies.set_archived(db, actor=actor, company_id=company_id, archived=True)
+    db.commit()
+    return company
+
+
+@router.post("/companies/{company_id}/restore", response_model=CompanyOut)
+def restore_company(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> Company:
+    """Bring an archived company back."""
+    company = companies.set_archived(db, actor=actor, company_id=company_id, archived=False)
+    db.commit()
+    return company
+
+
+@router.get("/companies/{company_id}/persons", response_model=list[CompanyContactOut])
+def company_persons(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[CompanyContactOut]:
+    """The persons at a company you may see, with their role there."""
+    rows = companies.persons_of(db, actor=actor, company_id=company_id)
+    return [
+        CompanyContactOut(**ContactOut.model_validate(p).model_dump(), role=link.role)
+        for p, link in rows
+    ]
+
+
+@router.get("/companies/{company_id}/merge-preview", response_model=CompanyMergeOut)
+def preview_merge(
+    company_id: uuid.UUID,
+    db: DB,
+    actor: CurrentActor,
+    other_id: uuid.UUID,
+    prefer: Annotated[list[str] | None, Query()] = None,
+) -> CompanyMergeOut:
+    """What merging `other_id` into this company would give, with the conflicting fields."""
+    plan = companies.plan_merge(
+        db,
+        actor=actor,
+        company_id=company_id,
+        other_id=other_id,
+        prefer_other=frozenset(prefer or ()),
+    )
+    return _merge_out(plan)
+
+
+@router.post("/companies/{company_id}/merge", response_model=CompanyMergeOut)
+def merge_company(
+    company_id: uuid.UUID, body: CompanyMergeIn, db: DB, actor: CurrentActor
+) -> CompanyMergeOut:
+    """Merge a duplicate into this company; conflicts keep this company's values unless
+    named in `prefer`."""
+    plan = companies.merge_companies(
+        db,
+        actor=actor,
+        company_id=company_id,
+        other_id=body.other_id,
+        prefer_other=frozenset(body.prefer),
+    )
+    db.commit()
+    return _merge_out(plan)
+
+
+def _merge_out(plan: companies.MergePlan) -> CompanyMergeOut:
+    return CompanyMergeOut(
+        survivor_id=plan.survivor.id,
+        merged_id=plan.merged.id,
+        conflicts=[FieldConflict(**c) for c in plan.conflicts],
+        result=plan.result,
+    )
+
+
+# --- sharing ---------------------------------------------------------------------------
+
+
+def _writable(db: DB, actor: CurrentActor, record_type: str, record_id: uuid.UUID) -> uuid.UUID:
+    if record_type == "contacts":
+        return writable_person(db, actor, record_id).id
+    return writable_company(db, actor, record_id).id
+
+
+SHARED = ("contacts", "companies")
+TYPES = {"contacts": "person", "companies": "company"}
+
+
+@router.get("/{kind}/{record_id}/shares", response_model=list[ShareOut])
+def list_shares(kind: str, record_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[RecordShare]:
+    """Who a contact or company is shared with (`kind`: contacts or companies)."""
+    found = _writable(db, actor, _kind(kind), record_id)
+    return auth.list_shares(db, record_type=TYPES[kind], record_id=found)
+
+
+@router.post(
+    "/{kind}/{record_id}/shares", response_model=ShareOut, status_code=status.HTTP_201_CREATED
+)
+def share(
+    kind: str, record_id: uuid.UUID, body: ShareIn, db: DB, actor: CurrentActor
+) -> RecordShare:
+    """Share a contact or company with a user or a team: they may see and change it."""
+    found = _writable(db, actor, _kind(kind), record_id)
+    made = auth.share_record(
+        db,
+        record_type=TYPES[kind],
+        record_id=found,
+        user_id=body.user_id,
+        team_id=body.team_id,
+        actor=actor,
+    )
+    db.commit()
+    return made
+
+
+@router.delete("/{kind}/{record_id}/shares/{share_id}", status_code=status.HTTP_204_NO_CONTENT)
+def unshare(
+    kind: str, record_id: uuid.UUID, share_id: int, db: DB, actor: CurrentActor
+) -> Response:
+    """Stop sharing."""
+    found = _writable(db, actor, _kind(kind), record_id)
+    auth.unshare_record(
+        db, record_type=TYPES[kind], record_id=found, share_id=share_id, actor=actor
+    )
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _kind(kind: str) -> str:
+    if kind not in SHARED:
+        raise NotFound(f"no shareable records called {kind!r}", field="kind")
+    return kind
+
+
+# --- custom fields ---------------------------------------------------------------------
+
+
+@router.get("/custom-fields", response_model=list[CustomFieldOut])
+def list_custom_fields(
+    db: DB, _actor: CurrentActor, record_type: str | None = None
+) -> list[CustomField]:
+    """Custom field definitions, of one record type or all."""
+    return custom_fields.list_fields(db, record_type)
+
+
+@router.post("/custom-fields", response_model=CustomFieldOut, status_code=status.HTTP_201_CREATED)
+def create_custom_field(body: CustomFieldIn, db: DB, actor: AdminActor) -> CustomField:
+    """Add a typed field to persons, companies, deals or tickets (admins)."""
+    field = custom_fields.create_field(db, actor=actor, **body.model_dump())
+    db.commit()
+    return field
+
+
+@router.delete("/custom-fields/{field_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_custom_field(field_id: int, db: DB, actor: AdminActor) -> Response:
+    """Remove a custom field definition (admins)."""
+    custom_fields.delete_field(db, field_id=field_id, actor=actor)
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
