@@ -21,6 +21,7 @@ from patron.collect.models import Event, Source
 from patron.core.clock import utcnow
 from patron.core.errors import InvalidInput
 from patron.core.pagination import Field, ListQuery, Page, keyset_page
+from patron.crm import events
 from patron.crm import fields as custom_fields
 from patron.crm.access import can_see_for
 from patron.crm.models import Company, PersonCompany
@@ -196,7 +197,46 @@ def update_contact(
             after=new,
         )
     session.flush()
+    _track_changes(session, actor, person.id, old, new)
     return person, old, new
+
+
+# field -> (event, property of the old value, property of the new value)
+TRACKED = {
+    "owner_id": (events.OWNER_CHANGED, "previous_owner_id", "owner_id"),
+    "lifecycle_stage": (events.STAGE_CHANGED, "previous_stage", "stage"),
+    "lead_status": (events.LEAD_STATUS_CHANGED, "previous_status", "status"),
+}
+
+
+def _track_changes(
+    session: Session,
+    actor: Actor | None,
+    person_id: uuid.UUID,
+    old: dict[str, Any],
+    new: dict[str, Any],
+) -> None:
+    """Write each change to the event log as a track on the person."""
+    for name, (event, was, now) in TRACKED.items():
+        if name in new:
+            properties = {was: old.get(name), now: new[name]}
+            events.track_crm_change(
+                session, person_id=person_id, event=event, properties=properties, actor=actor
+            )
+    if "custom" in new:
+        before, after = old.get("custom") or {}, new["custom"] or {}
+        keys = sorted({*before, *after})
+        delta = {k: after.get(k) for k in keys if before.get(k) != after.get(k)}
+        # The values travel in context.crm.custom too, so that replaying the log (a
+        # rebuild) applies them in order with imports and backends that set them.
+        events.track_crm_change(
+            session,
+            person_id=person_id,
+            event=events.CUSTOM_CHANGED,
+            properties={"changes": delta},
+            actor=actor,
+            context={"crm": {"custom": delta}},
+        )
 
 
 def set_archived(
@@ -230,15 +270,15 @@ def _further(a: str | None, b: str | None) -> str | None:
 
 
 def record_custom_values(
-    session: Session, events: Sequence[Event], owners: Mapping[int, uuid.UUID]
+    session: Session, batch: Sequence[Event], owners: Mapping[int, uuid.UUID]
 ) -> None:
-    """Processing step: ``context.crm.custom`` of an identify (a people import with
+    """Processing step: ``context.crm.custom`` of a message (a people import with
     ``custom.KEY`` targets, a backend, a CRM edit) sets the person's custom fields.
 
     Browser sources are ignored (their write key is public). Bad values are dropped: they
     were refused already where people could see why (the import's rejections, the API).
     """
-    carrying = [e for e in events if e.type == "identify" and _crm_custom(e)]
+    carrying = [e for e in batch if _crm_custom(e)]
     if not carrying:
         return
     sources = {e.source_id for e in carrying}
