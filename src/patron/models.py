@@ -19,7 +19,15 @@ from patron.collect.models import (
     Source,
 )
 from patron.core.models import Base
-from patron.crm.models import Company, CustomField, PersonCompany
+from patron.crm.models import (
+    Company,
+    CustomField,
+    Deal,
+    DealStageVisit,
+    PersonCompany,
+    Pipeline,
+    Stage,
+)
 from patron.identity.models import (
     BlockedValue,
     Identity,
@@ -44,6 +52,8 @@ __all__ = [
     "ComputedState",
     "ComputedTrait",
     "CustomField",
+    "Deal",
+    "DealStageVisit",
     "Event",
     "EventCatalogEntry",
     "Identity",
@@ -58,11 +68,13 @@ __all__ = [
     "Person",
     "PersonCompany",
     "PersonEvent",
+    "Pipeline",
     "ProcessingCursor",
     "RecordShare",
     "RejectedMessage",
     "Separation",
     "Source",
+    "Stage",
     "Team",
     "TeamMember",
     "TraitRule",

@@ -79,6 +79,8 @@ def test_bad_input_names_the_field_and_writes_nothing(
         ({"name": "X", "colour": "red"}, 422, "colour"),
         ({"domain": "x.com"}, 422, "name"),
         ({"name": "X", "custom": {"nope": 1}}, 400, "custom.nope"),
+        ({"name": "A\u0000B"}, 422, "name"),
+        ({"name": "X", "tags": ["a\u0000"]}, 422, "tags"),
     ]
     for body, status, field in cases:
         assert_error(client.post("/v1/companies", json=body, headers=admin.headers), status, field)

@@ -217,8 +217,8 @@ def record_audit(
 def create_team(session: Session, *, name: str, actor: Actor | None) -> Team:
     """Create a team of users."""
     name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise InvalidInput("a team name has 1 to 200 characters", field="name")
+    if not 1 <= len(name) <= 200 or "\x00" in name:
+        raise InvalidInput("a team name has 1 to 200 characters, and no NUL", field="name")
     if session.scalar(select(Team.id).where(Team.name == name)) is not None:
         raise Conflict(f"a team named {name!r} exists", field="name")
     team = Team(name=name)

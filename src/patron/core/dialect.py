@@ -78,3 +78,10 @@ def json_array_length(expr: SQLColumnExpression[Any], dialect: str) -> ColumnEle
     if dialect == "postgresql":
         return func.jsonb_array_length(expr)
     return func.json_array_length(expr)
+
+
+def month_of(expr: SQLColumnExpression[Any], dialect: str) -> ColumnElement[str]:
+    """``YYYY-MM`` of a date column."""
+    if dialect == "postgresql":
+        return func.to_char(expr, "YYYY-MM")
+    return func.strftime("%Y-%m", expr)

@@ -17,12 +17,15 @@ from patron.auth.models import Role
 from patron.auth.service import Actor, owned_or_shared
 from patron.core.errors import Forbidden, NotFound
 from patron.crm.fields import CanSee
-from patron.crm.models import Company
+from patron.crm.models import Company, Deal
 from patron.identity.models import Person
 from patron.profiles.access import readable_persons
 
 RECORD_TYPE = "company"
 WRITERS = (Role.manager, Role.sales, Role.marketing)
+DEAL = "deal"
+# Marketing reads deals but does not work them.
+DEAL_WRITERS = (Role.manager, Role.sales)
 # How many merge pointers to follow before giving up (merges keep chains flat).
 MAX_HOPS = 64
 
@@ -81,8 +84,40 @@ def can_see_for(session: Session, actor: Actor | None) -> CanSee:
             statement = select(Company.id).where(
                 Company.id == record_id, Company.merged_into.is_(None), readable_companies(actor)
             )
+        elif record_type == "deal":
+            statement = select(Deal.id).where(Deal.id == record_id, readable_deals(actor))
         else:
             return False
         return session.scalar(statement) is not None
 
     return can_see
+
+
+# --- deals -----------------------------------------------------------------------------
+
+
+def readable_deals(actor: Actor | None) -> ColumnElement[bool]:
+    """A condition on :class:`Deal` true for the deals ``actor`` may see: the same rule as
+    companies (support sees the deals of no one until tickets exist)."""
+    if actor is None or actor.sees_everything:
+        return true()
+    return owned_or_shared(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
+
+
+def visible_deal(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> Deal:
+    """The deal if ``actor`` may see it; otherwise 404, as for one that does not exist."""
+    deal = session.scalar(select(Deal).where(Deal.id == deal_id, readable_deals(actor)))
+    if deal is None:
+        raise NotFound(f"no deal with id {deal_id}", field="deal_id")
+    return deal
+
+
+def writable_deal(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> Deal:
+    deal = visible_deal(session, actor, deal_id)
+    require_deal_writer(actor)
+    return deal
+
+
+def require_deal_writer(actor: Actor | None) -> None:
+    if actor is not None and actor.role is not Role.admin and actor.role not in DEAL_WRITERS:
+        raise Forbidden(f"a {actor.role} user cannot change deals")

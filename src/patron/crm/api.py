@@ -13,10 +13,11 @@ from patron.auth.models import RecordShare
 from patron.core.errors import NotFound
 from patron.core.pagination import Page
 from patron.core.web import DB, ListParams
-from patron.crm import companies, contacts
+from patron.crm import companies, contacts, deals, pipelines
 from patron.crm import fields as custom_fields
-from patron.crm.access import writable_company
-from patron.crm.models import Company, CustomField
+from patron.crm.access import writable_company, writable_deal
+from patron.crm.models import Company, CustomField, Deal, Pipeline, Stage
+from patron.crm.pipelines import StageSpec
 from patron.crm.schemas import (
     CompanyContactOut,
     CompanyIn,
@@ -30,9 +31,19 @@ from patron.crm.schemas import (
     ContactPatch,
     CustomFieldIn,
     CustomFieldOut,
+    DealIn,
+    DealOut,
+    DealPage,
+    DealPatch,
     FieldConflict,
+    ForecastRowOut,
+    PipelineIn,
+    PipelineOut,
+    PipelinePatch,
     ShareIn,
     ShareOut,
+    StageOut,
+    StageTimeOut,
 )
 from patron.identity.models import Person
 from patron.profiles.access import visible_person, writable_person
@@ -214,16 +225,18 @@ def _merge_out(plan: companies.MergePlan) -> CompanyMergeOut:
 def _writable(db: DB, actor: CurrentActor, record_type: str, record_id: uuid.UUID) -> uuid.UUID:
     if record_type == "contacts":
         return writable_person(db, actor, record_id).id
+    if record_type == "deals":
+        return writable_deal(db, actor, record_id).id
     return writable_company(db, actor, record_id).id
 
 
-SHARED = ("contacts", "companies")
-TYPES = {"contacts": "person", "companies": "company"}
+SHARED = ("contacts", "companies", "deals")
+TYPES = {"contacts": "person", "companies": "company", "deals": "deal"}
 
 
 @router.get("/{kind}/{record_id}/shares", response_model=list[ShareOut])
 def list_shares(kind: str, record_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[RecordShare]:
-    """Who a contact or company is shared with (`kind`: contacts or companies)."""
+    """Who a contact, company or deal is shared with (`kind`: contacts, companies, deals)."""
     found = _writable(db, actor, _kind(kind), record_id)
     return auth.list_shares(db, record_type=TYPES[kind], record_id=found)
 
@@ -234,7 +247,7 @@ def list_shares(kind: str, record_id: uuid.UUID, db: DB, actor: CurrentActor) ->
 def share(
     kind: str, record_id: uuid.UUID, body: ShareIn, db: DB, actor: CurrentActor
 ) -> RecordShare:
-    """Share a contact or company with a user or a team: they may see and change it."""
+    """Share a contact, company or deal with a user or a team: they may see and change it."""
     found = _writable(db, actor, _kind(kind), record_id)
     made = auth.share_record(
         db,
@@ -292,3 +305,153 @@ def delete_custom_field(field_id: int, db: DB, actor: AdminActor) -> Response:
     custom_fields.delete_field(db, field_id=field_id, actor=actor)
     db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- pipelines -------------------------------------------------------------------------
+
+
+def _pipeline_out(pipeline: Pipeline, stages: list[Stage]) -> PipelineOut:
+    return PipelineOut(
+        id=pipeline.id,
+        name=pipeline.name,
+        rotting_days=pipeline.rotting_days,
+        stages=[StageOut.model_validate(s) for s in stages],
+        created_at=pipeline.created_at,
+    )
+
+
+def _specs(body: PipelineIn | PipelinePatch) -> list[StageSpec] | None:
+    if body.stages is None:
+        return None
+    return [StageSpec(name=s.name, probability=s.probability, id=s.id) for s in body.stages]
+
+
+@router.post("/pipelines", response_model=PipelineOut, status_code=status.HTTP_201_CREATED)
+def create_pipeline(body: PipelineIn, db: DB, actor: AdminActor) -> PipelineOut:
+    """Create a pipeline with its ordered stages (admins)."""
+    pipeline = pipelines.create_pipeline(
+        db, name=body.name, rotting_days=body.rotting_days, stages=_specs(body) or [], actor=actor
+    )
+    db.commit()
+    return _pipeline_out(pipeline, pipelines.stages_of(db, pipeline.id))
+
+
+@router.get("/pipelines", response_model=list[PipelineOut])
+def list_pipelines(db: DB, _actor: CurrentActor) -> list[PipelineOut]:
+    """Every pipeline with its stages in order."""
+    return [_pipeline_out(p, stages) for p, stages in pipelines.list_pipelines(db)]
+
+
+@router.get("/pipelines/{pipeline_id}", response_model=PipelineOut)
+def get_pipeline(pipeline_id: uuid.UUID, db: DB, _actor: CurrentActor) -> PipelineOut:
+    """One pipeline with its stages."""
+    pipeline = pipelines.get_pipeline(db, pipeline_id)
+    return _pipeline_out(pipeline, pipelines.stages_of(db, pipeline.id))
+
+
+@router.patch("/pipelines/{pipeline_id}", response_model=PipelineOut)
+def update_pipeline(
+    pipeline_id: uuid.UUID, body: PipelinePatch, db: DB, actor: AdminActor
+) -> PipelineOut:
+    """Rename, change rotting, or reorder, rename, add and remove stages (admins)."""
+    pipeline = pipelines.update_pipeline(
+        db,
+        pipeline_id=pipeline_id,
+        name=body.name,
+        rotting_days=body.rotting_days,
+        set_rotting="rotting_days" in body.model_fields_set,
+        stages=_specs(body),
+        actor=actor,
+    )
+    db.commit()
+    return _pipeline_out(pipeline, pipelines.stages_of(db, pipeline.id))
+
+
+# --- deals -----------------------------------------------------------------------------
+
+
+def _deal_out(db: DB, deal: Deal) -> DealOut:
+    stage = db.get_one(Stage, deal.stage_id)
+    pipeline = db.get_one(Pipeline, deal.pipeline_id)
+    weighted = None if deal.amount is None else deal.amount * stage.probability / 100
+    return DealOut(
+        id=deal.id,
+        name=deal.name,
+        amount=deal.amount,
+        currency=deal.currency,
+        expected_close_date=deal.expected_close_date,
+        owner_id=deal.owner_id,
+        person_id=deal.person_id,
+        company_id=deal.company_id,
+        pipeline_id=deal.pipeline_id,
+        stage_id=deal.stage_id,
+        stage=stage.name,
+        probability=stage.probability,
+        weighted_amount=weighted,
+        status=deal.status,
+        lost_reason=deal.lost_reason,
+        closed_at=deal.closed_at,
+        custom=deal.custom,
+        rotting=deals.is_rotting(deal, pipeline),
+        last_activity_at=deal.last_activity_at,
+        created_at=deal.created_at,
+        updated_at=deal.updated_at,
+    )
+
+
+@router.post("/deals", response_model=DealOut, status_code=status.HTTP_201_CREATED)
+def create_deal(body: DealIn, db: DB, actor: CurrentActor) -> DealOut:
+    """Create an open deal (admins, managers, sales)."""
+    deal = deals.create_deal(db, actor=actor, values=body.model_dump(exclude_unset=True))
+    db.commit()
+    return _deal_out(db, deal)
+
+
+@router.get("/deals", response_model=DealPage)
+def list_deals(
+    db: DB,
+    actor: CurrentActor,
+    params: ListParams,
+    q: Annotated[str | None, Query(description="Words that must all be in the name.")] = None,
+    rotting: Annotated[bool | None, Query(description="Only rotting (true) or fresh.")] = None,
+) -> DealPage:
+    """Deals you may see, with filters, search, sort and keyset pages."""
+    page = deals.list_deals(db, actor=actor, query=params, search=q, rotting=rotting)
+    items = [_deal_out(db, d) for d in page.items]
+    return DealPage(items=items, total=page.total, next_cursor=page.next_cursor)
+
+
+@router.get("/deals/forecast", response_model=list[ForecastRowOut])
+def forecast(
+    db: DB,
+    actor: CurrentActor,
+    group_by: Annotated[str, Query(description="month, owner or pipeline.")] = "month",
+    pipeline_id: uuid.UUID | None = None,
+) -> list[ForecastRowOut]:
+    """Open deals' weighted forecast, per month of expected close, owner or pipeline, and
+    per currency."""
+    rows = deals.forecast(db, actor=actor, group_by=group_by, pipeline_id=pipeline_id)
+    return [ForecastRowOut(**vars(r)) for r in rows]
+
+
+@router.get("/deals/{deal_id}", response_model=DealOut)
+def get_deal(deal_id: uuid.UUID, db: DB, actor: CurrentActor) -> DealOut:
+    """A deal."""
+    return _deal_out(db, deals.get_deal(db, actor=actor, deal_id=deal_id))
+
+
+@router.patch("/deals/{deal_id}", response_model=DealOut)
+def update_deal(deal_id: uuid.UUID, body: DealPatch, db: DB, actor: CurrentActor) -> DealOut:
+    """Change a deal: fields, stage (recorded in its history), won, lost (with a reason),
+    reopened."""
+    deal = deals.update_deal(
+        db, actor=actor, deal_id=deal_id, changes=body.model_dump(exclude_unset=True)
+    )
+    db.commit()
+    return _deal_out(db, deal)
+
+
+@router.get("/deals/{deal_id}/stages", response_model=list[StageTimeOut])
+def deal_stages(deal_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[StageTimeOut]:
+    """The stages a deal has been in, with when it entered, left, and how long it stayed."""
+    return [StageTimeOut(**vars(s)) for s in deals.stage_history(db, actor=actor, deal_id=deal_id)]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from patron.auth.service import Actor, record_audit
 from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import Field
-from patron.crm.models import Company, CustomField
+from patron.crm.models import Company, CustomField, Deal
 from patron.identity.models import Person
 
 RECORD_TYPES = ("person", "company", "deal", "ticket")
@@ -42,8 +42,8 @@ FIELD_TYPES = (
     "phone",
     "reference",
 )
-# Record types a reference can point at today (deals and tickets join when they exist).
-REFERENCE_TYPES = ("person", "company")
+# Record types a reference can point at today (tickets join when they exist).
+REFERENCE_TYPES = ("person", "company", "deal")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 MAX_TEXT = 10_000
 # Dates outside these years are typing mistakes (a close date in 9999), not plans.
@@ -251,11 +251,11 @@ def check_date(value: Any) -> date:
     if not isinstance(value, str):
         raise TypeError("expected a date as YYYY-MM-DD")
     parsed = date.fromisoformat(value)
-    _check_year(parsed.year)
+    check_year(parsed.year)
     return parsed
 
 
-def _check_year(year: int) -> None:
+def check_year(year: int) -> None:
     if not MIN_YEAR <= year <= MAX_YEAR:
         raise ValueError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
 
@@ -270,7 +270,7 @@ def check_datetime(value: Any) -> datetime:
         raise TypeError("expected an ISO 8601 date and time")
     parsed = datetime.fromisoformat(value)
     parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    _check_year(parsed.year)
+    check_year(parsed.year)
     return parsed
 
 
@@ -428,7 +428,7 @@ def values_checker(
     definitions = fields_of(session, record_type)
 
     def exists(kind: str, record_id: uuid.UUID) -> bool:
-        model: Any = Person if kind == "person" else Company
+        model: Any = {"person": Person, "company": Company, "deal": Deal}[kind]
         return session.get(model, record_id) is not None
 
     def check(values: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.clock import utcnow
@@ -84,3 +85,76 @@ class PersonCompany(Base):
     role: Mapped[str | None] = mapped_column(String(200))
     since_seq: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Pipeline(Base):
+    """A sales process: ordered stages, and how long a deal may sit still before it rots."""
+
+    __tablename__ = "pipelines"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # An open deal with no activity for this many days is flagged as rotting (None: never).
+    rotting_days: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Stage(Base):
+    """One step of a pipeline, with the probability (percent) that a deal there is won."""
+
+    __tablename__ = "pipeline_stages"
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "name", name="uq_pipeline_stages_pipeline_name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int]
+    probability: Mapped[int]
+
+
+class Deal(Base):
+    """A sale in progress: in a pipeline's stage, open until won or lost."""
+
+    __tablename__ = "deals"
+    __table_args__ = (
+        Index("ix_deals_owner", "owner_id", "created_at"),
+        Index("ix_deals_pipeline_stage", "pipeline_id", "stage_id"),
+        Index("ix_deals_person", "person_id"),
+        Index("ix_deals_company", "company_id"),
+        Index("ix_deals_status_close", "status", "expected_close_date"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(300))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(20, 4))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    expected_close_date: Mapped[date | None]
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id"))
+    company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id"))
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id"))
+    stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"))
+    # open, won, lost
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    lost_reason: Mapped[str | None] = mapped_column(String(500))
+    closed_at: Mapped[datetime | None]
+    custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The last change or activity on the deal: rotting counts from here.
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DealStageVisit(Base):
+    """A deal's time in one stage: entered, and left (None while it is still there)."""
+
+    __tablename__ = "deal_stage_history"
+    __table_args__ = (Index("ix_deal_stage_history_deal", "deal_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"))
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    left_at: Mapped[datetime | None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -48,6 +49,8 @@ def jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, Decimal):  # exact, and 1000 and 1000.0000 read the same
+        return format(value.normalize(), "f")
     if isinstance(value, list):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):

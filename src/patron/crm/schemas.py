@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-StrictInt = Annotated[int, Field(strict=True)]
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 
 class Input(BaseModel):
     # An unknown field is a typo the caller wants to hear about, not something to drop.
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def storable(cls, value: Any) -> Any:
+        """PostgreSQL cannot store NUL characters in text: refuse them here, by field."""
+        if _has_nul(value):
+            raise ValueError("text cannot contain NUL characters")
+        return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class CompanyIn(Input):
@@ -162,3 +179,125 @@ class ShareOut(BaseModel):
     team_id: uuid.UUID | None
     created_by: str
     created_at: datetime
+
+
+class StageIn(Input):
+    id: uuid.UUID | None = Field(None, description="An existing stage (to rename or move it).")
+    name: str
+    probability: StrictInt = Field(description="Percent chance a deal here is won, 0 to 100.")
+
+
+class StageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    position: int
+    probability: int
+
+
+class PipelineIn(Input):
+    name: str
+    rotting_days: StrictInt | None = Field(
+        None, description="Flag open deals with no activity for this many days."
+    )
+    stages: list[StageIn]
+
+
+class PipelinePatch(Input):
+    name: str | None = None
+    rotting_days: StrictInt | None = None
+    stages: list[StageIn] | None = Field(
+        None, description="The whole ordered list; a stage left out is removed."
+    )
+
+
+class PipelineOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    rotting_days: int | None
+    stages: list[StageOut]
+    created_at: datetime
+
+
+# Checked by the service, so that text ("1000") is refused with the field named, not coerced.
+Amount = Annotated[
+    Any,
+    Field(
+        description="A number, 0 or more, at most 4 decimals.", json_schema_extra={"type": "number"}
+    ),
+]
+
+
+class DealIn(Input):
+    name: str
+    pipeline_id: uuid.UUID
+    stage_id: uuid.UUID | None = Field(None, description="Default: the pipeline's first stage.")
+    amount: Amount | None = None
+    currency: str | None = Field(None, description="ISO 4217; required with an amount.")
+    expected_close_date: date | None = None
+    owner_id: uuid.UUID | None = Field(None, description="Default: the creating user.")
+    person_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+    custom: dict[str, Any] = Field(default_factory=dict)
+
+
+class DealPatch(Input):
+    name: str | None = None
+    pipeline_id: uuid.UUID | None = None
+    stage_id: uuid.UUID | None = None
+    amount: Amount | None = None
+    currency: str | None = None
+    expected_close_date: date | None = None
+    owner_id: uuid.UUID | None = None
+    person_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+    status: str | None = Field(None, description="open, won or lost.")
+    lost_reason: str | None = Field(None, description="Why a deal was lost (required then).")
+    custom: dict[str, Any] | None = None
+
+
+class DealOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    amount: Decimal | None
+    currency: str | None
+    expected_close_date: date | None
+    owner_id: uuid.UUID | None
+    person_id: uuid.UUID | None
+    company_id: uuid.UUID | None
+    pipeline_id: uuid.UUID
+    stage_id: uuid.UUID
+    stage: str
+    probability: int
+    weighted_amount: Decimal | None
+    status: str
+    lost_reason: str | None
+    closed_at: datetime | None
+    custom: dict[str, Any]
+    rotting: bool = Field(description="Open with no activity for longer than the pipeline allows.")
+    last_activity_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class DealPage(BaseModel):
+    items: list[DealOut]
+    total: int
+    next_cursor: str | None
+
+
+class StageTimeOut(BaseModel):
+    stage_id: uuid.UUID
+    stage: str
+    entered_at: datetime
+    left_at: datetime | None
+    seconds: float = Field(description="Time in the stage (until now for the current one).")
+
+
+class ForecastRowOut(BaseModel):
+    key: str | None = Field(description="The month (YYYY-MM), owner id or pipeline id.")
+    currency: str | None
+    deals: int
+    amount: Decimal
+    weighted: Decimal = Field(description="Sum of amount times the stage's win probability.")
