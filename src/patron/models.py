@@ -20,6 +20,7 @@ from patron.collect.models import (
 )
 from patron.core.models import Base
 from patron.crm.models import (
+    Activity,
     Company,
     CustomField,
     Deal,
@@ -45,6 +46,7 @@ from patron.profiles.models import ComputedState, ComputedTrait, TraitRule, Trai
 metadata = Base.metadata
 
 __all__ = [
+    "Activity",
     "ApiToken",
     "AuditEntry",
     "BlockedValue",

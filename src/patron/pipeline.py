@@ -28,6 +28,7 @@ from patron.core.clock import utcnow
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm.contacts import fill_from_merged, import_checker, record_custom_values
+from patron.crm.inbound import attach_waiting_activities
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.identity import service as identity
 from patron.identity.graph import resolve_events
@@ -68,6 +69,7 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
     update_computed(session, events, owners)
     record_groups(session, events, owners)
     record_custom_values(session, events, owners)
+    attach_waiting_activities(session, events, owners)
 
 
 HOOKS.merged[:] = [move_traits, move_computed, move_links, fill_from_merged]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
 from patron.auth.service import Actor, owned_or_shared
 from patron.core.errors import Forbidden, NotFound
 from patron.crm.fields import CanSee
-from patron.crm.models import Company, Deal
+from patron.crm.models import Activity, Company, Deal
 from patron.identity.models import Person
 from patron.profiles.access import readable_persons
 
@@ -121,3 +121,38 @@ def writable_deal(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> 
 def require_deal_writer(actor: Actor | None) -> None:
     if actor is not None and actor.role is not Role.admin and actor.role not in DEAL_WRITERS:
         raise Forbidden(f"a {actor.role} user cannot change deals")
+
+
+# --- activities ------------------------------------------------------------------------
+
+ACTIVITY = "activity"
+ACTIVITY_WRITERS = (Role.manager, Role.sales, Role.marketing)
+
+
+def readable_activities(actor: Actor | None) -> ColumnElement[bool]:
+    """A condition on :class:`Activity`: an activity is visible with any record it is
+    linked to, and to whoever owns it (a manager: their team's)."""
+    if actor is None or actor.sees_everything:
+        return true()
+    return or_(
+        owned_or_shared(
+            actor, owner=Activity.owner_id, record_id=Activity.id, record_type=ACTIVITY
+        ),
+        Activity.person_id.in_(select(Person.id).where(readable_persons(actor))),
+        Activity.company_id.in_(select(Company.id).where(readable_companies(actor))),
+        Activity.deal_id.in_(select(Deal.id).where(readable_deals(actor))),
+    )
+
+
+def visible_activity(session: Session, actor: Actor | None, activity_id: uuid.UUID) -> Activity:
+    found = session.scalar(
+        select(Activity).where(Activity.id == activity_id, readable_activities(actor))
+    )
+    if found is None:
+        raise NotFound(f"no activity with id {activity_id}", field="activity_id")
+    return found
+
+
+def require_activity_writer(actor: Actor | None) -> None:
+    if actor is not None and actor.role is not Role.admin and actor.role not in ACTIVITY_WRITERS:
+        raise Forbidden(f"a {actor.role} user cannot log activities")

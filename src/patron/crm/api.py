@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 
 from patron.auth import service as auth
 from patron.auth.deps import AdminActor, CurrentActor
 from patron.auth.models import RecordShare
 from patron.core.errors import NotFound
 from patron.core.pagination import Page
-from patron.core.web import DB, ListParams
-from patron.crm import companies, contacts, deals, pipelines
+from patron.core.web import DB, Cursor, Limit, ListParams, RuntimeDep
+from patron.crm import activities, companies, contacts, deals, inbound, pipelines
 from patron.crm import fields as custom_fields
+from patron.crm import timeline as timelines
 from patron.crm.access import writable_company, writable_deal
-from patron.crm.models import Company, CustomField, Deal, Pipeline, Stage
+from patron.crm.models import Activity, Company, CustomField, Deal, Pipeline, Stage
 from patron.crm.pipelines import StageSpec
 from patron.crm.schemas import (
+    ActivityIn,
+    ActivityOut,
+    ActivityPatch,
     CompanyContactOut,
     CompanyIn,
     CompanyMergeIn,
@@ -37,6 +42,9 @@ from patron.crm.schemas import (
     DealPatch,
     FieldConflict,
     ForecastRowOut,
+    InboundEmailOut,
+    MyTasksOut,
+    NotificationOut,
     PipelineIn,
     PipelineOut,
     PipelinePatch,
@@ -44,6 +52,8 @@ from patron.crm.schemas import (
     ShareOut,
     StageOut,
     StageTimeOut,
+    TimelineEntryOut,
+    TimelineOut,
 )
 from patron.identity.models import Person
 from patron.profiles.access import visible_person, writable_person
@@ -455,3 +465,175 @@ def update_deal(deal_id: uuid.UUID, body: DealPatch, db: DB, actor: CurrentActor
 def deal_stages(deal_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[StageTimeOut]:
     """The stages a deal has been in, with when it entered, left, and how long it stayed."""
     return [StageTimeOut(**vars(s)) for s in deals.stage_history(db, actor=actor, deal_id=deal_id)]
+
+
+# --- activities, my tasks, reminders ---------------------------------------------------
+
+
+@router.post("/activities", response_model=ActivityOut, status_code=status.HTTP_201_CREATED)
+def create_activity(body: ActivityIn, db: DB, actor: CurrentActor) -> Activity:
+    """Create a task, or log a call, meeting, note or email, on a person, company or deal."""
+    values = body.model_dump(exclude_unset=True)
+    kind = values.pop("kind")
+    activity = activities.create_activity(db, actor=actor, kind=kind, values=values)
+    db.commit()
+    return activity
+
+
+@router.get("/activities/{activity_id}", response_model=ActivityOut)
+def get_activity(activity_id: uuid.UUID, db: DB, actor: CurrentActor) -> Activity:
+    """An activity (visible with any record it is linked to)."""
+    return activities.get_activity(db, actor=actor, activity_id=activity_id)
+
+
+@router.patch("/activities/{activity_id}", response_model=ActivityOut)
+def update_activity(
+    activity_id: uuid.UUID, body: ActivityPatch, db: DB, actor: CurrentActor
+) -> Activity:
+    """Change an activity; `{"done": true}` completes a task."""
+    activity = activities.update_activity(
+        db, actor=actor, activity_id=activity_id, changes=body.model_dump(exclude_unset=True)
+    )
+    db.commit()
+    return activity
+
+
+@router.delete("/activities/{activity_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_activity(activity_id: uuid.UUID, db: DB, actor: CurrentActor) -> Response:
+    """Delete an activity (audited)."""
+    activities.delete_activity(db, actor=actor, activity_id=activity_id)
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/my-tasks", response_model=MyTasksOut)
+def my_tasks(
+    db: DB,
+    actor: CurrentActor,
+    tz: Annotated[str, Query(description="IANA time zone that says when today ends.")] = "UTC",
+) -> MyTasksOut:
+    """Your open tasks: overdue, due today, upcoming."""
+    found = activities.my_tasks(db, actor=actor, tz=tz)
+    return MyTasksOut(
+        overdue=[ActivityOut.model_validate(a) for a in found.overdue],
+        today=[ActivityOut.model_validate(a) for a in found.today],
+        upcoming=[ActivityOut.model_validate(a) for a in found.upcoming],
+    )
+
+
+@router.get("/notifications", response_model=list[NotificationOut])
+def list_notifications(db: DB, actor: CurrentActor) -> list[NotificationOut]:
+    """Your task reminders that have come due and that you have not dismissed."""
+    return [
+        NotificationOut(
+            id=t.id,
+            title=t.subject,
+            remind_at=t.remind_at,
+            due_at=t.due_at,
+            person_id=t.person_id,
+            company_id=t.company_id,
+            deal_id=t.deal_id,
+        )
+        for t in activities.notifications(db, actor=actor)
+        if t.remind_at is not None
+    ]
+
+
+@router.post("/notifications/{notification_id}/dismiss", status_code=status.HTTP_204_NO_CONTENT)
+def dismiss_notification(notification_id: uuid.UUID, db: DB, actor: CurrentActor) -> Response:
+    """Dismiss a reminder."""
+    activities.dismiss_notification(db, actor=actor, activity_id=notification_id)
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/inbound-email", response_model=InboundEmailOut, status_code=status.HTTP_201_CREATED)
+def inbound_email(
+    db: DB,
+    actor: CurrentActor,
+    runtime: RuntimeDep,
+    response: Response,
+    raw: Annotated[bytes, Body(media_type="message/rfc822")] = b"",
+) -> InboundEmailOut:
+    """Log a raw RFC 822 message (BCC or forward) as an email on the persons it names; an
+    unknown sender becomes a person. The same Message-ID again answers 200 and changes
+    nothing."""
+    result = inbound.log_inbound_email(db, actor=actor, raw=raw, settings=runtime.settings)
+    db.commit()
+    if result.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return InboundEmailOut(
+        activities=[ActivityOut.model_validate(a) for a in result.activities],
+        created_persons=result.created_persons,
+        duplicate=result.duplicate,
+    )
+
+
+# --- timelines -------------------------------------------------------------------------
+
+Kinds = Annotated[
+    list[str] | None,
+    Query(description="event, change, task, call, meeting, note, email (repeatable)."),
+]
+
+
+def _timeline(
+    db: DB,
+    actor: CurrentActor,
+    scope_of: Callable[[DB, CurrentActor, uuid.UUID], timelines.Scope],
+    record_id: uuid.UUID,
+    kind: list[str] | None,
+    limit: int,
+    cursor: str | None,
+) -> TimelineOut:
+    scope = scope_of(db, actor, record_id)
+    page = timelines.timeline(
+        db, actor=actor, scope=scope, kinds=kind or (), limit=limit, cursor=cursor
+    )
+    return TimelineOut(
+        items=[
+            TimelineEntryOut(kind=e.kind, at=e.at, id=e.id, title=e.title, data=e.data)
+            for e in page.items
+        ],
+        total=page.total,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/contacts/{person_id}/timeline", response_model=TimelineOut)
+def contact_timeline(
+    person_id: uuid.UUID,
+    db: DB,
+    actor: CurrentActor,
+    kind: Kinds = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> TimelineOut:
+    """A person's events, activities and changes, newest first."""
+    return _timeline(db, actor, timelines.person_scope, person_id, kind, limit, cursor)
+
+
+@router.get("/companies/{company_id}/timeline", response_model=TimelineOut)
+def company_timeline(
+    company_id: uuid.UUID,
+    db: DB,
+    actor: CurrentActor,
+    kind: Kinds = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> TimelineOut:
+    """A company's activities and changes, with the events of its people you may see."""
+    return _timeline(db, actor, timelines.company_scope, company_id, kind, limit, cursor)
+
+
+@router.get("/deals/{deal_id}/timeline", response_model=TimelineOut)
+def deal_timeline(
+    deal_id: uuid.UUID,
+    db: DB,
+    actor: CurrentActor,
+    kind: Kinds = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> TimelineOut:
+    """A deal's activities and changes (stage changes among them), with its person's events."""
+    return _timeline(db, actor, timelines.deal_scope, deal_id, kind, limit, cursor)

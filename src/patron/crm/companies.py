@@ -26,7 +26,7 @@ from patron.crm.access import (
     visible_company,
     writable_company,
 )
-from patron.crm.models import Company, PersonCompany
+from patron.crm.models import Activity, Company, Deal, PersonCompany
 from patron.crm.records import (
     changed,
     check_owner,
@@ -331,6 +331,10 @@ def merge_companies(
     merged.merged_into = survivor.id
     session.flush()
     _move_people(session, survivor.id, merged.id)
+    for model in (Activity, Deal):  # the duplicate's deals and activities are the survivor's
+        session.execute(
+            update(model).where(model.company_id == merged.id).values(company_id=survivor.id)
+        )
     move_shares(session, record_type=RECORD_TYPE, source=merged.id, target=survivor.id)
     # Companies merged into the merged one earlier now point straight at the survivor.
     session.execute(

@@ -37,6 +37,10 @@ DEAL_CREATED = "Deal Created"
 DEAL_STAGE_CHANGED = "Deal Stage Changed"
 DEAL_WON = "Deal Won"
 DEAL_LOST = "Deal Lost"
+TASK_COMPLETED = "Task Completed"
+CALL_LOGGED = "Call Logged"
+NOTE_ADDED = "Note Added"
+EMAIL_LOGGED = "Email Logged"
 
 
 def crm_source(session: Session) -> Source:

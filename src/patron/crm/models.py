@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.clock import utcnow
@@ -158,3 +158,56 @@ class DealStageVisit(Base):
     stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"))
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     left_at: Mapped[datetime | None]
+
+
+class Activity(Base):
+    """Work done with customers: a task, call, meeting, note or email, linked to any of a
+    person, a company and a deal.
+
+    One table for every kind, with the columns only some kinds use left empty: the timeline
+    and "my tasks" then read one table, and a new kind needs no join.
+    """
+
+    __tablename__ = "activities"
+    __table_args__ = (
+        Index("ix_activities_person", "person_id", "occurred_at"),
+        Index("ix_activities_company", "company_id", "occurred_at"),
+        Index("ix_activities_deal", "deal_id", "occurred_at"),
+        Index("ix_activities_owner_due", "owner_id", "done_at", "due_at"),
+        Index("ix_activities_reminders", "owner_id", "remind_at"),
+        UniqueConstraint("email_message_id", "person_id", name="uq_activities_email_person"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # task, call, meeting, note, email
+    kind: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id"))
+    company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id"))
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    # Whose it is: a task's assignee, or whoever logged the activity.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by: Mapped[str] = mapped_column(String(320))
+    # When it happened (a task: when it was created); the timeline's order.
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Tasks.
+    due_at: Mapped[datetime | None]
+    remind_at: Mapped[datetime | None]
+    reminder_dismissed_at: Mapped[datetime | None]
+    priority: Mapped[str | None] = mapped_column(String(10))
+    done_at: Mapped[datetime | None]
+    # Calls and emails: inbound or outbound.
+    direction: Mapped[str | None] = mapped_column(String(10))
+    # Calls.
+    duration_seconds: Mapped[int | None]
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    # Meetings.
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    # Meeting attendees, email addresses (from, to, cc), and the like.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The RFC 822 Message-ID of a logged email: the same message is logged once per person.
+    email_message_id: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic.functional_validators import AfterValidator
+
+from patron.core.clock import as_utc
+
+# Times are UTC and aware both ways: SQLite hands back naive values, and a time sent
+# without an offset is taken as UTC.
+When = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class Input(BaseModel):
@@ -70,9 +77,9 @@ class CompanyOut(BaseModel):
     custom: dict[str, Any]
     traits: dict[str, Any] = Field(description="Traits from `group` calls.")
     group_id: str | None
-    archived_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    archived_at: When | None
+    created_at: When
+    updated_at: When
 
 
 class CompanyPage(BaseModel):
@@ -122,11 +129,11 @@ class ContactOut(BaseModel):
     lead_status: str | None
     tags: list[str]
     custom: dict[str, Any]
-    archived_at: datetime | None
-    first_seen: datetime | None
-    last_seen: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    archived_at: When | None
+    first_seen: When | None
+    last_seen: When | None
+    created_at: When
+    updated_at: When
 
 
 class ContactPage(BaseModel):
@@ -161,7 +168,7 @@ class CustomFieldOut(BaseModel):
     type: str
     options: list[str]
     reference_type: str | None
-    created_at: datetime
+    created_at: When
 
 
 class ShareIn(Input):
@@ -178,7 +185,7 @@ class ShareOut(BaseModel):
     user_id: uuid.UUID | None
     team_id: uuid.UUID | None
     created_by: str
-    created_at: datetime
+    created_at: When
 
 
 class StageIn(Input):
@@ -217,7 +224,7 @@ class PipelineOut(BaseModel):
     name: str
     rotting_days: int | None
     stages: list[StageOut]
-    created_at: datetime
+    created_at: When
 
 
 # Checked by the service, so that text ("1000") is refused with the field named, not coerced.
@@ -273,12 +280,12 @@ class DealOut(BaseModel):
     weighted_amount: Decimal | None
     status: str
     lost_reason: str | None
-    closed_at: datetime | None
+    closed_at: When | None
     custom: dict[str, Any]
     rotting: bool = Field(description="Open with no activity for longer than the pipeline allows.")
-    last_activity_at: datetime
-    created_at: datetime
-    updated_at: datetime
+    last_activity_at: When
+    created_at: When
+    updated_at: When
 
 
 class DealPage(BaseModel):
@@ -290,8 +297,8 @@ class DealPage(BaseModel):
 class StageTimeOut(BaseModel):
     stage_id: uuid.UUID
     stage: str
-    entered_at: datetime
-    left_at: datetime | None
+    entered_at: When
+    left_at: When | None
     seconds: float = Field(description="Time in the stage (until now for the current one).")
 
 
@@ -301,3 +308,110 @@ class ForecastRowOut(BaseModel):
     deals: int
     amount: Decimal
     weighted: Decimal = Field(description="Sum of amount times the stage's win probability.")
+
+
+class ActivityIn(Input):
+    kind: str = Field(description="task, call, meeting, note or email.")
+    subject: str | None = Field(None, description="A task's title; a meeting's or email's subject.")
+    body: str | None = None
+    person_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+    deal_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = Field(None, description="A task's assignee. Default: you.")
+    occurred_at: When | None = Field(None, description="When it happened. Default: now.")
+    due_at: When | None = None
+    remind_at: When | None = Field(None, description="When the reminder comes due.")
+    priority: str | None = Field(None, description="low, normal or high (tasks).")
+    done: bool | None = None
+    direction: str | None = Field(None, description="inbound or outbound (calls, emails).")
+    duration_seconds: StrictInt | None = None
+    outcome: str | None = Field(
+        None, description="connected, no_answer, left_voicemail, busy or wrong_number."
+    )
+    starts_at: When | None = None
+    ends_at: When | None = None
+    attendees: list[str] | None = Field(None, description="Meeting attendees' emails.")
+
+
+class ActivityPatch(Input):
+    subject: str | None = None
+    body: str | None = None
+    person_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+    deal_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = None
+    occurred_at: When | None = None
+    due_at: When | None = None
+    remind_at: When | None = None
+    priority: str | None = None
+    done: bool | None = None
+    direction: str | None = None
+    duration_seconds: StrictInt | None = None
+    outcome: str | None = None
+    starts_at: When | None = None
+    ends_at: When | None = None
+    attendees: list[str] | None = None
+
+
+class ActivityOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    kind: str
+    subject: str
+    body: str
+    person_id: uuid.UUID | None
+    company_id: uuid.UUID | None
+    deal_id: uuid.UUID | None
+    owner_id: uuid.UUID | None
+    created_by: str
+    occurred_at: When
+    due_at: When | None
+    remind_at: When | None
+    priority: str | None
+    done_at: When | None
+    direction: str | None
+    duration_seconds: int | None
+    outcome: str | None
+    starts_at: When | None
+    ends_at: When | None
+    details: dict[str, Any]
+    created_at: When
+    updated_at: When
+
+
+class MyTasksOut(BaseModel):
+    overdue: list[ActivityOut]
+    today: list[ActivityOut]
+    upcoming: list[ActivityOut]
+
+
+class NotificationOut(BaseModel):
+    id: uuid.UUID = Field(description="The task's id (dismiss with it).")
+    kind: str = "task_reminder"
+    title: str
+    remind_at: When
+    due_at: When | None
+    person_id: uuid.UUID | None
+    company_id: uuid.UUID | None
+    deal_id: uuid.UUID | None
+
+
+class InboundEmailOut(BaseModel):
+    activities: list[ActivityOut]
+    created_persons: list[str] = Field(description="Unknown senders who became persons.")
+    duplicate: bool = Field(description="This Message-ID was logged before; nothing changed.")
+
+
+class TimelineEntryOut(BaseModel):
+    kind: str = Field(description="event, change, task, call, meeting, note or email.")
+    at: When
+    id: str
+    title: str
+    data: dict[str, Any]
+
+
+class TimelineOut(BaseModel):
+    items: list[TimelineEntryOut]
+    total: int
+    next_cursor: str | None
