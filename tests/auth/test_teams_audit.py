@@ -50,4 +50,13 @@ def test_audit_lists_by_record_and_by_actor(client: TestClient, make_user: MakeU
     assert by_actor["total"] == 4
     assert {e["actor_label"] for e in by_actor["items"]} == {rep.email}
     assert_error(client.get("/v1/audit", headers=analyst.headers), 403)
+    # a manager sees the changes of their team's members only
+    manager = make_user("manager")
+    assert client.get(f"/v1/audit?actor_id={rep.id}", headers=manager.headers).json()["total"] == 0
+    team = client.post("/v1/teams", json={"name": "T"}, headers=admin.headers).json()
+    for member in (manager, rep):
+        client.post(
+            f"/v1/teams/{team['id']}/members", json={"user_id": member.id}, headers=admin.headers
+        )
+    assert client.get(f"/v1/audit?actor_id={rep.id}", headers=manager.headers).json()["total"] == 4
     assert_error(client.get("/v1/audit?record_id=x", headers=admin.headers), 400, "record_type")

@@ -158,10 +158,15 @@ def list_audit(
     actor_id: Annotated[uuid.UUID | None, Query(description="Changes made by this user.")] = None,
 ) -> AuditPage:
     """The audit log, newest first: by record (`record_type` and `record_id`), by actor
-    (`actor_id`), or all of it (admins and managers)."""
+    (`actor_id`), or all of it. Admins see every entry, managers their teams' changes."""
     actor.require(Role.manager)
     page = service.list_audit(
-        db, query=params, record_type=record_type, record_id=record_id, actor_id=actor_id
+        db,
+        viewer=actor,
+        query=params,
+        record_type=record_type,
+        record_id=record_id,
+        actor_id=actor_id,
     )
     return AuditPage(
         items=[AuditEntryOut.model_validate(e) for e in page.items],

@@ -447,15 +447,19 @@ AUDIT_FIELDS = {
 def list_audit(
     session: Session,
     *,
+    viewer: Actor | None,
     query: ListQuery,
     record_type: str | None = None,
     record_id: str | None = None,
     actor_id: uuid.UUID | None = None,
 ) -> Page[AuditEntry]:
-    """Audit entries, newest first, for one record, one actor, or everything."""
+    """Audit entries, newest first, for one record, one actor, or everything. Admins see
+    every entry; a manager the changes made by the members of their teams."""
     if record_id is not None and record_type is None:
         raise InvalidInput("record_id needs record_type", field="record_type")
     statement = select(AuditEntry)
+    if viewer is not None and viewer.role is not Role.admin:
+        statement = statement.where(AuditEntry.actor_id.in_(teammates(viewer)))
     if record_type is not None:
         statement = statement.where(AuditEntry.record_type == record_type)
     if record_id is not None:
