@@ -59,6 +59,19 @@ def test_sales_sees_own_manager_sees_team(client: TestClient, world: World) -> N
     _check(client, world, world.manager, {"theirs"}, {"Theirs"}, True)
 
 
+def test_managers_see_unassigned_records_sales_do_not(
+    client: TestClient, world: World, make_person: MakePerson
+) -> None:
+    pool = make_person("pool@example.com")
+    assert client.get(f"/v1/contacts/{pool}", headers=world.manager.headers).status_code == 200
+    assert client.get(f"/v1/contacts/{pool}", headers=world.rep.headers).status_code == 404
+    assigned = client.patch(
+        f"/v1/contacts/{pool}", json={"owner_id": world.other_rep.id}, headers=world.manager.headers
+    )
+    assert assigned.status_code == 200
+    assert client.get(f"/v1/contacts/{pool}", headers=world.other_rep.headers).status_code == 200
+
+
 def _check(
     client: TestClient,
     world: World,

@@ -422,11 +422,12 @@ def owned_or_shared(
     record_id: SQLColumnExpression[Any],
     record_type: str,
 ) -> ColumnElement[bool]:
-    """The records of a restricted role: a manager's team's, a sales user's own, and for
-    everyone the records shared with them or their teams."""
+    """The records of a restricted role: a manager's team's and the unassigned ones (the
+    pool a manager assigns from, and the persons identity review needs), a sales user's
+    own, and for everyone the records shared with them or their teams."""
     shared = record_id.in_(shared_with(actor, record_type))
     if actor.role is Role.manager:
-        return or_(owner.in_(teammates(actor)), shared)
+        return or_(owner.in_(teammates(actor)), owner.is_(None), shared)
     if actor.role is Role.sales:
         return or_(owner == actor.user_id, shared)
     return shared
