@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 
 from patron.auth.models import AuditEntry
 from patron.core.errors import InvalidInput
+from patron.core.runtime import Runtime
 from patron.crm.companies import normalise_domain
+from patron.pipeline import rebuild
 from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
 
 
@@ -212,3 +214,32 @@ def test_merge_refusals(client: TestClient, admin: User) -> None:
     )
     assert_error(unknown, 400, "prefer")
     assert client.get("/v1/companies", headers=h).json()["total"] == 2
+
+
+def test_persons_are_linked_by_hand_with_a_role_and_keep_it_through_a_rebuild(
+    client: TestClient,
+    admin: User,
+    make_user: MakeUser,
+    make_person: MakePerson,
+    runtime: Runtime,
+) -> None:
+    company = create(client, admin, name="Initech")
+    person = make_person("peter@example.com")
+    url = f"/v1/companies/{company['id']}/persons/{person}"
+    h = admin.headers
+    assert client.put(url, json={"role": "Buyer"}, headers=h).status_code == 204
+    assert client.put(url, json={"role": "CTO"}, headers=h).status_code == 204
+    listed = client.get(f"/v1/companies/{company['id']}/persons", headers=h).json()
+    assert [(p["id"], p["role"]) for p in listed] == [(person, "CTO")]
+    found = client.get("/v1/contacts", params={"q": "initech"}, headers=h).json()
+    assert [p["id"] for p in found["items"]] == [person]
+    rebuild(runtime.sessions, runtime.settings)
+    listed = client.get(f"/v1/companies/{company['id']}/persons", headers=h).json()
+    assert [(p["id"], p["role"]) for p in listed] == [(person, "CTO")]
+    rep = make_user("sales")
+    own = create(client, rep, name="Rep Co")
+    hidden = client.put(f"/v1/companies/{own['id']}/persons/{person}", json={}, headers=rep.headers)
+    assert_error(hidden, 400, "person_id")
+    assert client.delete(url, headers=h).status_code == 204
+    assert_error(client.delete(url, headers=h), 404, "person_id")
+    assert client.get(f"/v1/companies/{company['id']}/persons", headers=h).json() == []

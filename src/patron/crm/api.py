@@ -45,6 +45,7 @@ from patron.crm.schemas import (
     InboundEmailOut,
     MyTasksOut,
     NotificationOut,
+    PersonLinkIn,
     PipelineIn,
     PipelineOut,
     PipelinePatch,
@@ -182,6 +183,30 @@ def company_persons(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[
         CompanyContactOut(**ContactOut.model_validate(p).model_dump(), role=link.role)
         for p, link in rows
     ]
+
+
+@router.put("/companies/{company_id}/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT)
+def link_person(
+    company_id: uuid.UUID, person_id: uuid.UUID, body: PersonLinkIn, db: DB, actor: CurrentActor
+) -> Response:
+    """Link a person to the company with their role there (or change the role)."""
+    companies.link_person_to_company(
+        db, actor=actor, company_id=company_id, person_id=person_id, role=body.role
+    )
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/companies/{company_id}/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT
+)
+def unlink_person(
+    company_id: uuid.UUID, person_id: uuid.UUID, db: DB, actor: CurrentActor
+) -> Response:
+    """Take a person off the company."""
+    companies.unlink_person(db, actor=actor, company_id=company_id, person_id=person_id)
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/companies/{company_id}/merge-preview", response_model=CompanyMergeOut)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, move_shares, record_audit
 from patron.core.clock import utcnow
-from patron.core.errors import Conflict, InvalidInput
+from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import Field, ListQuery, Page, keyset_page
 from patron.crm import fields as custom_fields
 from patron.crm.access import (
@@ -37,7 +37,7 @@ from patron.crm.records import (
 )
 from patron.crm.service import link_person
 from patron.identity.models import Person
-from patron.profiles.access import readable_persons
+from patron.profiles.access import readable_persons, visible_person
 
 EDITABLE = ("name", "domain", "industry", "size", "owner_id", "tags", "custom")
 AUDITED = (*EDITABLE, "archived_at")
@@ -238,6 +238,52 @@ def persons_of(
         .order_by(Person.created_seq)
     )
     return [(p, link) for p, link in rows]
+
+
+def link_person_to_company(
+    session: Session,
+    *,
+    actor: Actor | None,
+    company_id: uuid.UUID,
+    person_id: uuid.UUID,
+    role: str | None,
+) -> PersonCompany:
+    """Link a person to a company with their role there (again: changes the role)."""
+    company = writable_company(session, actor, company_id)
+    try:
+        person = visible_person(session, actor, person_id)
+    except NotFound as exc:
+        raise InvalidInput(f"no person {person_id} you can see", field="person_id") from exc
+    role = role.strip()[:200] if role and role.strip() else None
+    link_person(session, person.id, company.id, role=role, seq=None)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="link_person",
+        record_type=RECORD_TYPE,
+        record_id=str(company.id),
+        after={"person_id": str(person.id), "role": role},
+    )
+    return session.get_one(PersonCompany, (person.id, company.id))
+
+
+def unlink_person(
+    session: Session, *, actor: Actor | None, company_id: uuid.UUID, person_id: uuid.UUID
+) -> None:
+    company = writable_company(session, actor, company_id)
+    link = session.get(PersonCompany, (person_id, company.id))
+    if link is None:
+        raise NotFound("that person is not linked to this company", field="person_id")
+    session.delete(link)
+    record_audit(
+        session,
+        actor=actor,
+        action="unlink_person",
+        record_type=RECORD_TYPE,
+        record_id=str(company.id),
+        before={"person_id": str(person_id), "role": link.role},
+    )
 
 
 # --- merging duplicates ----------------------------------------------------------------

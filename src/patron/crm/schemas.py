@@ -88,6 +88,10 @@ class CompanyPage(BaseModel):
     next_cursor: str | None
 
 
+class PersonLinkIn(Input):
+    role: str | None = Field(None, description="The person's role at the company.")
+
+
 class CompanyMergeIn(Input):
     other_id: uuid.UUID = Field(description="The duplicate, merged into this company.")
     prefer: list[str] = Field(

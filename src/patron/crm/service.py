@@ -84,6 +84,11 @@ def move_links(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None
 
 
 def forget_links(session: Session, persons: Sequence[uuid.UUID]) -> None:
-    """Reset hook: links are derived from group calls and come back on replay."""
+    """Reset hook: links from group calls come back on replay; links people made by hand
+    (no log position) are decisions, and stay."""
     session.flush()
-    session.execute(delete(PersonCompany).where(PersonCompany.person_id.in_(list(persons))))
+    session.execute(
+        delete(PersonCompany).where(
+            PersonCompany.person_id.in_(list(persons)), PersonCompany.since_seq.is_not(None)
+        )
+    )
