@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -9,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from patron.auth.models import AuditEntry
 from patron.core.errors import InvalidInput
+from patron.core.pagination import ListQuery
 from patron.core.runtime import Runtime
 from patron.crm.companies import normalise_domain
+from patron.crm.exports import export_csv
 from patron.pipeline import rebuild
 from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
 
@@ -243,3 +248,56 @@ def test_persons_are_linked_by_hand_with_a_role_and_keep_it_through_a_rebuild(
     assert client.delete(url, headers=h).status_code == 204
     assert_error(client.delete(url, headers=h), 404, "person_id")
     assert client.get(f"/v1/companies/{company['id']}/persons", headers=h).json() == []
+
+
+def test_filtered_lists_export_as_csv_with_visibility(
+    client: TestClient, admin: User, make_user: MakeUser
+) -> None:
+    client.post(
+        "/v1/custom-fields",
+        json={"record_type": "company", "key": "tier", "type": "text"},
+        headers=admin.headers,
+    )
+    rep = make_user("sales")
+    for i in range(3):
+        create(
+            client,
+            rep,
+            name=f"Rep {i}",
+            domain=f"rep{i}.com",
+            tags=["a", "b"],
+            custom={"tier": "gold"},
+        )
+    create(client, admin, name="Admin's", size=5)
+    answer = client.get("/v1/companies/export.csv?sort=name", headers=rep.headers)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(answer.text)))
+    assert rows[0][:3] == ["id", "name", "domain"]
+    assert rows[0][-1] == "custom.tier"
+    assert [r[1] for r in rows[1:]] == ["Rep 0", "Rep 1", "Rep 2"]  # not the admin's
+    assert rows[1][6] == "a;b"
+    assert rows[1][-1] == "gold"
+    everything = client.get("/v1/companies/export.csv?filter=size:gt:1", headers=admin.headers)
+    assert [r[1] for r in list(csv.reader(io.StringIO(everything.text)))[1:]] == ["Admin's"]
+    bad = client.get("/v1/companies/export.csv?filter=nope:eq:1", headers=admin.headers)
+    assert_error(bad, 400, "filter")
+    contacts = client.get("/v1/contacts/export.csv", headers=admin.headers)
+    assert contacts.status_code == 200
+    assert contacts.text.splitlines()[0].startswith("id,name,email")
+
+
+def test_csv_export_walks_every_page(client: TestClient, admin: User, runtime: Runtime) -> None:
+    for i in range(5):
+        create(client, admin, name=f"Co {i}")
+    rows = export_csv(
+        runtime.readers,
+        kind="companies",
+        actor=None,
+        query=ListQuery(sort="-name"),
+        search=None,
+        archived=False,
+        page_size=2,
+    )
+    lines = list(csv.reader(io.StringIO("".join(rows))))
+    assert [r[1] for r in lines[1:]] == [f"Co {i}" for i in (4, 3, 2, 1, 0)]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from patron.auth import service as auth
 from patron.auth.deps import AdminActor, CurrentActor
@@ -14,7 +15,7 @@ from patron.auth.models import RecordShare
 from patron.core.errors import NotFound
 from patron.core.pagination import Page
 from patron.core.web import DB, Cursor, Limit, ListParams, RuntimeDep
-from patron.crm import activities, companies, contacts, deals, inbound, pipelines
+from patron.crm import activities, companies, contacts, deals, exports, inbound, pipelines
 from patron.crm import fields as custom_fields
 from patron.crm import timeline as timelines
 from patron.crm.access import writable_company, writable_deal
@@ -89,6 +90,36 @@ def list_contacts(
     return _contact_page(page)
 
 
+@router.get("/contacts/export.csv", response_class=StreamingResponse)
+def export_contacts(
+    actor: CurrentActor,
+    runtime: RuntimeDep,
+    params: ListParams,
+    q: Search = None,
+    archived: Archived = False,
+) -> StreamingResponse:
+    """The filtered contact list (everything `GET /v1/contacts` takes) as CSV, every page."""
+    return _csv("contacts", actor, runtime, params, q, archived)
+
+
+def _csv(
+    kind: str,
+    actor: CurrentActor,
+    runtime: RuntimeDep,
+    params: ListParams,
+    q: str | None,
+    archived: bool,
+) -> StreamingResponse:
+    rows = exports.export_csv(
+        runtime.readers, kind=kind, actor=actor, query=params, search=q, archived=archived
+    )
+    return StreamingResponse(
+        rows,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{kind}.csv"'},
+    )
+
+
 @router.get("/contacts/{person_id}", response_model=ContactOut)
 def get_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> Person:
     """A person's CRM record (the whole profile is `GET /v1/persons/{id}`)."""
@@ -139,6 +170,18 @@ def list_companies(
     """Companies you may see, with filters, search (name, domain), sort and keyset pages."""
     page = companies.list_companies(db, actor=actor, query=params, search=q, archived=archived)
     return _company_page(page)
+
+
+@router.get("/companies/export.csv", response_class=StreamingResponse)
+def export_companies(
+    actor: CurrentActor,
+    runtime: RuntimeDep,
+    params: ListParams,
+    q: Search = None,
+    archived: Archived = False,
+) -> StreamingResponse:
+    """The filtered company list (everything `GET /v1/companies` takes) as CSV."""
+    return _csv("companies", actor, runtime, params, q, archived)
 
 
 @router.get("/companies/{company_id}", response_model=CompanyOut)
