@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,60 @@ def lookup(client: TestClient, admin_headers: dict[str, str]) -> Lookup:
         return body
 
     return fetch
+
+
+# --- users of every role and persons, for the CRM and access tests ---------------------
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    headers: dict[str, str]
+
+
+MakeUser = Callable[..., User]
+
+
+@pytest.fixture
+def make_user(client: TestClient, credentials: Credentials, runtime: Runtime) -> MakeUser:
+    """A user of a role, with a token; ``make_user("sales")``."""
+
+    def make(role: str, email: str | None = None) -> User:
+        email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+        headers = credentials.headers(role, email=email)
+        me = client.get("/v1/me", headers=headers).json()
+        return User(id=me["id"], email=email, headers=headers)
+
+    return make
+
+
+@pytest.fixture
+def admin(make_user: MakeUser) -> User:
+    return make_user("admin")
+
+
+MakePerson = Callable[..., str]
+
+
+@pytest.fixture
+def make_person(tracker: Tracker, lookup: Lookup) -> MakePerson:
+    """A person from an identify call (processed); returns the person id."""
+
+    def make(email: str, **traits: Any) -> str:
+        user_id = f"u-{email}"
+        tracker.send({"type": "identify", "userId": user_id, "traits": {"email": email, **traits}})
+        return str(lookup(user_id=user_id)["id"])
+
+    return make
+
+
+def assert_error(answer: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """A JSON error with the status, a code and message, naming ``field`` when given."""
+    assert answer.status_code == status, answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["code"]
+    assert body["message"]
+    if field is not None:
+        assert body.get("field") == field, body
+    return body

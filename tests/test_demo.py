@@ -10,9 +10,11 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from patron.auth.models import User
 from patron.cli import app
-from patron.collect.models import Event
+from patron.collect.models import Event, Source
 from patron.core.settings import Settings
+from patron.crm.models import Activity, Deal, Pipeline
 from patron.identity.models import Identity, Person
 
 
@@ -30,11 +32,12 @@ def test_demo_loads_a_realistic_shop_once(
     summary = json.loads(first.stdout)
     assert summary["loaded_now"] is True
     assert summary["people"] == 120
-    stored = db.scalar(select(func.count()).select_from(Event))
+    shop = Event.source_id.in_(select(Source.id).where(Source.kind != "crm"))
+    stored = db.scalar(select(func.count()).select_from(Event).where(shop))
     assert stored == summary["messages"] > 120
-    types = set(db.scalars(select(Event.type).distinct()))
+    types = set(db.scalars(select(Event.type).where(shop).distinct()))
     assert types == {"page", "track", "identify", "group"}
-    names = set(db.scalars(select(Event.event).where(Event.type == "track").distinct()))
+    names = set(db.scalars(select(Event.event).where(Event.type == "track", shop).distinct()))
     assert names == {
         "Product Viewed",
         "Product Added",
@@ -88,4 +91,28 @@ def test_demo_loads_a_realistic_shop_once(
     assert json.loads(again.stdout)["loaded_now"] is False
     assert json.loads(again.stdout)["write_key"] == summary["write_key"]
     db.rollback()
-    assert db.scalar(select(func.count()).select_from(Event)) == stored
+    assert db.scalar(select(func.count()).select_from(Event).where(shop)) == stored
+
+
+def test_demo_has_a_sales_team_at_work(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, runtime: object, db: Session
+) -> None:
+    monkeypatch.setenv("PATRON_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("PATRON_DATA_DIR", str(settings.data_dir))
+    loaded = CliRunner().invoke(app, ["demo", "--people", "60", "--json"])
+    assert loaded.exit_code == 0, loaded.output
+    db.rollback()
+    roles = set(db.scalars(select(User.role)))
+    assert {"admin", "manager", "sales", "support", "marketing"} <= roles
+    assert db.scalar(select(func.count()).select_from(Pipeline)) == 2
+    statuses = set(db.scalars(select(Deal.status)))
+    assert "open" in statuses
+    assert db.scalar(select(func.count()).select_from(Deal)) >= 5
+    kinds = set(db.scalars(select(Activity.kind)))
+    assert kinds == {"note", "call", "task"}
+    owned = db.scalar(select(func.count()).select_from(Person).where(Person.owner_id.is_not(None)))
+    assert owned is not None
+    assert owned >= 20  # two thirds of the customers who signed up
+    crm = select(Source.id).where(Source.kind == "crm")
+    names = set(db.scalars(select(Event.event).where(Event.source_id.in_(crm)).distinct()))
+    assert {"Contact Owner Changed", "Deal Created", "Note Added", "Call Logged"} <= names

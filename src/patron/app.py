@@ -20,6 +20,7 @@ from patron.collect.tracking import router as tracking_router
 from patron.core.errors import PatronError
 from patron.core.runtime import Runtime
 from patron.core.web import json_response
+from patron.crm.api import router as crm_router
 from patron.identity.api import router as identity_router
 from patron.pipeline import Processor
 from patron.profiles.api import router as profiles_router
@@ -67,6 +68,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(imports_router)
     app.include_router(identity_router)
     app.include_router(profiles_router)
+    app.include_router(crm_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -290,7 +290,8 @@ def import_people(
         typer.Option(
             "--map",
             help="COLUMN=TARGET (repeatable). TARGET: user_id, anonymous_id, timestamp, "
-            "traits.NAME or NAME (a trait, e.g. email, phone), or - to skip the column. "
+            "traits.NAME or NAME (a trait, e.g. email, phone), custom.KEY (a person custom "
+            "field, checked by its type), or - to skip the column. "
             "Unmapped columns become traits under their own name.",
         ),
     ] = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,13 +22,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.auth import service as auth_service
-from patron.auth.models import User
+from patron.auth.models import Role, User
 from patron.collect import service as collect_service
 from patron.collect.messages import RequestMeta
 from patron.collect.models import Source
 from patron.core.clock import utcnow
 from patron.core.runtime import Runtime
+from patron.crm import activities, contacts, deals
+from patron.crm.models import Pipeline
+from patron.crm.pipelines import StageSpec, create_pipeline, stages_of
 from patron.identity import linkage
+from patron.identity.models import Identity, Person
 from patron.pipeline import Processor
 
 ADMIN_EMAIL = "admin@example.com"
@@ -175,6 +180,7 @@ def load_or_create(
     result = load_shop(
         runtime, people=people, seed=seed, sources={"web": website.id, "server": backend.id}
     )
+    load_sales_team(runtime, seed=seed, password=password)
     credentials = Credentials(url, ADMIN_EMAIL, password, web_key, server_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     saved = credentials.as_dict()
@@ -421,3 +427,141 @@ def _birthday(rng: random.Random) -> str:
 
 def _ascii(name: str) -> str:
     return name.encode("ascii", "ignore").decode() or "user"
+
+
+# --- the sales team --------------------------------------------------------------------
+
+TEAM = [
+    ("maya.ortiz@example.com", "Maya Ortiz", "manager"),
+    ("sam.lee@example.com", "Sam Lee", "sales"),
+    ("rita.novak@example.com", "Rita Novak", "sales"),
+    ("sid.park@example.com", "Sid Park", "support"),
+    ("mona.berg@example.com", "Mona Berg", "marketing"),
+]
+PIPELINES = [
+    ("New business", 14, [("Qualified", 10), ("Demo", 30), ("Proposal", 60), ("Negotiation", 80)]),
+    ("Renewals", 30, [("Due", 70), ("Quoted", 85)]),
+]
+NOTES = [
+    "Asked about volume pricing for their team.",
+    "Wants the proposal before the end of the quarter.",
+    "Budget approved; legal review next.",
+    "Comparing us with two other vendors.",
+]
+TASKS = ["Send the proposal", "Book a demo", "Follow up on pricing", "Check in after trial"]
+
+
+def load_sales_team(runtime: Runtime, *, seed: int, password: str) -> None:
+    """A believable sales team working the shop's customers: a manager and two reps in a
+    team, two pipelines, owners and lifecycle stages, deals in every stage (some won or
+    lost), and notes, calls and tasks (some overdue) on them, all made through the CRM
+    services, so the audit log and the event log see them as they would see people."""
+    rng = random.Random(seed + 1)  # noqa: S311 - synthetic data, reproducible by seed
+    now = utcnow()
+    with runtime.sessions() as db:
+        users = {}
+        for email, name, role in TEAM:
+            user = auth_service.create_user(
+                db, email=email, role=role, password=password, name=name
+            )
+            users[role if role != "sales" else email] = auth_service.Actor(
+                user.id, email, Role(role)
+            )
+        team = auth_service.create_team(db, name="Field sales", actor=None)
+        reps = [users["sam.lee@example.com"], users["rita.novak@example.com"]]
+        for member in (users["manager"], *reps):
+            auth_service.add_member(db, team_id=team.id, user_id=member.user_id, actor=None)
+        pipelines = [
+            create_pipeline(
+                db,
+                name=name,
+                rotting_days=days,
+                actor=None,
+                stages=[StageSpec(stage, probability) for stage, probability in stages],
+            )
+            for name, days, stages in PIPELINES
+        ]
+        customers = list(
+            db.scalars(
+                select(Person.id)
+                .join(Identity, Identity.person_id == Person.id)
+                .where(Identity.kind == "user_id", Person.merged_into.is_(None))
+                .order_by(Person.created_seq)
+            )
+        )
+        for index, person in enumerate(customers):
+            if index % 3 == 2:
+                continue  # a third stay unassigned, in the pool
+            rep = reps[index % 2]
+            stage = rng.choice(["lead", "marketingqualifiedlead", "salesqualifiedlead", "customer"])
+            contacts.update_contact(
+                db,
+                actor=users["manager"],
+                person_id=person,
+                changes={"owner_id": rep.user_id, "lifecycle_stage": stage},
+            )
+            if index % 5 == 0:
+                _demo_deal(db, rng, now, rep, person, pipelines)
+        db.commit()
+    # The CRM's changes are events in the log too: process them like the shop's.
+    Processor(runtime.sessions, settings=runtime.settings).drain()
+
+
+def _demo_deal(
+    db: Session,
+    rng: random.Random,
+    now: datetime,
+    rep: auth_service.Actor,
+    person: uuid.UUID,
+    pipelines: list[Pipeline],
+) -> None:
+    pipeline = rng.choice(pipelines)
+    stage = rng.choice(stages_of(db, pipeline.id))
+    deal = deals.create_deal(
+        db,
+        actor=rep,
+        values={
+            "name": f"{rng.choice(['Team', 'Annual', 'Pilot', 'Enterprise'])} plan",
+            "pipeline_id": pipeline.id,
+            "stage_id": stage.id,
+            "amount": rng.choice([900, 2400, 4800, 12000, 30000]),
+            "currency": rng.choice(["EUR", "EUR", "USD"]),
+            "expected_close_date": (now + timedelta(days=rng.randint(-10, 120))).date(),
+            "person_id": person,
+        },
+    )
+    link = {"deal_id": deal.id, "person_id": person}
+    activities.create_activity(
+        db, actor=rep, kind="note", values={**link, "body": rng.choice(NOTES)}
+    )
+    activities.create_activity(
+        db,
+        actor=rep,
+        kind="call",
+        values={
+            **link,
+            "direction": "outbound",
+            "duration_seconds": rng.randint(60, 1800),
+            "outcome": rng.choice(["connected", "no_answer", "left_voicemail"]),
+        },
+    )
+    due = now + timedelta(days=rng.randint(-3, 7), hours=rng.randint(0, 8))
+    activities.create_activity(
+        db,
+        actor=rep,
+        kind="task",
+        values={
+            **link,
+            "subject": rng.choice(TASKS),
+            "due_at": due,
+            "remind_at": due - timedelta(hours=2),
+        },
+    )
+    outcome = rng.random()
+    if outcome < 0.15:
+        deals.update_deal(db, actor=rep, deal_id=deal.id, changes={"status": "won"})
+    elif outcome < 0.25:
+        reason = rng.choice(["Price", "Chose a competitor", "No budget"])
+        deals.update_deal(
+            db, actor=rep, deal_id=deal.id, changes={"status": "lost", "lost_reason": reason}
+        )

@@ -1,6 +1,14 @@
 """Every domain's tables, imported in one place so Alembic sees the whole schema."""
 
-from patron.auth.models import ApiToken, AuditEntry, LoginSession, User
+from patron.auth.models import (
+    ApiToken,
+    AuditEntry,
+    LoginSession,
+    RecordShare,
+    Team,
+    TeamMember,
+    User,
+)
 from patron.collect.models import (
     Event,
     EventCatalogEntry,
@@ -12,7 +20,16 @@ from patron.collect.models import (
     Source,
 )
 from patron.core.models import Base
-from patron.crm.models import Company, PersonCompany
+from patron.crm.models import (
+    Activity,
+    Company,
+    CustomField,
+    Deal,
+    DealStageVisit,
+    PersonCompany,
+    Pipeline,
+    Stage,
+)
 from patron.identity.models import (
     BlockedValue,
     Identity,
@@ -30,12 +47,16 @@ from patron.profiles.models import ComputedState, ComputedTrait, TraitRule, Trai
 metadata = Base.metadata
 
 __all__ = [
+    "Activity",
     "ApiToken",
     "AuditEntry",
     "BlockedValue",
     "Company",
     "ComputedState",
     "ComputedTrait",
+    "CustomField",
+    "Deal",
+    "DealStageVisit",
     "Event",
     "EventCatalogEntry",
     "EventKey",
@@ -51,10 +72,15 @@ __all__ = [
     "Person",
     "PersonCompany",
     "PersonEvent",
+    "Pipeline",
     "ProcessingCursor",
+    "RecordShare",
     "RejectedMessage",
     "Separation",
     "Source",
+    "Stage",
+    "Team",
+    "TeamMember",
     "TraitRule",
     "TraitValue",
     "User",

@@ -22,12 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.collect.catalog import record_in_catalog
+from patron.collect.imports import CUSTOM_VALUES
 from patron.collect.models import Event, ProcessingCursor
 from patron.collect.service import record_event_keys
 from patron.core.clock import utcnow
 from patron.core.db import write_turn
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
+from patron.crm.contacts import fill_from_merged, import_checker, record_custom_values
+from patron.crm.inbound import attach_waiting_activities
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.identity import linkage
 from patron.identity import service as identity
@@ -73,11 +76,14 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
     refresh_visible(session, record_traits(session, events, owners))
     update_computed(session, events, owners)
     record_groups(session, events, owners)
+    record_custom_values(session, events, owners)
+    attach_waiting_activities(session, events, owners)
 
 
-HOOKS.merged[:] = [move_traits, move_computed, move_links]
+HOOKS.merged[:] = [move_traits, move_computed, move_links, fill_from_merged]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
 HOOKS.replay = derive
+CUSTOM_VALUES[:] = [import_checker]
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import select
 
 from patron.auth import service
 from patron.auth.deps import SESSION_COOKIE, AdminActor, CurrentActor
 from patron.auth.models import Role, User
-from patron.auth.schemas import LoginIn, TokenCreate, TokenOut, UserCreate, UserOut
-from patron.core.web import DB, RuntimeDep
+from patron.auth.schemas import (
+    AuditEntryOut,
+    AuditPage,
+    LoginIn,
+    MemberIn,
+    TeamIn,
+    TeamOut,
+    TokenCreate,
+    TokenOut,
+    UserCreate,
+    UserOut,
+)
+from patron.core.web import DB, ListParams, RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["access"])
 
@@ -100,4 +112,64 @@ def sign_out(request: Request, db: DB) -> Response:
 def set_session_cookie(response: Response, value: str, days: int, secure: bool) -> None:
     response.set_cookie(
         SESSION_COOKIE, value, max_age=days * 86400, httponly=True, samesite="lax", secure=secure
+    )
+
+
+@router.post("/teams", response_model=TeamOut, status_code=status.HTTP_201_CREATED)
+def create_team(body: TeamIn, db: DB, actor: AdminActor) -> TeamOut:
+    """Create a team; managers see the records owned by the members of their teams."""
+    team = service.create_team(db, name=body.name, actor=actor)
+    db.commit()
+    return TeamOut(id=team.id, name=team.name, members=[], created_at=team.created_at)
+
+
+@router.get("/teams", response_model=list[TeamOut])
+def list_teams(db: DB, _actor: CurrentActor) -> list[TeamOut]:
+    """Every team with its members' user ids."""
+    return [
+        TeamOut(id=t.id, name=t.name, members=members, created_at=t.created_at)
+        for t, members in service.list_teams(db)
+    ]
+
+
+@router.post("/teams/{team_id}/members", status_code=status.HTTP_204_NO_CONTENT)
+def add_member(team_id: uuid.UUID, body: MemberIn, db: DB, actor: AdminActor) -> Response:
+    """Put a user in a team."""
+    service.add_member(db, team_id=team_id, user_id=body.user_id, actor=actor)
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/teams/{team_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_member(team_id: uuid.UUID, user_id: uuid.UUID, db: DB, actor: AdminActor) -> Response:
+    """Take a user out of a team."""
+    service.remove_member(db, team_id=team_id, user_id=user_id, actor=actor)
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/audit", response_model=AuditPage)
+def list_audit(
+    db: DB,
+    actor: CurrentActor,
+    params: ListParams,
+    record_type: Annotated[str | None, Query(description="person, company, user, ...")] = None,
+    record_id: str | None = None,
+    actor_id: Annotated[uuid.UUID | None, Query(description="Changes made by this user.")] = None,
+) -> AuditPage:
+    """The audit log, newest first: by record (`record_type` and `record_id`), by actor
+    (`actor_id`), or all of it. Admins see every entry, managers their teams' changes."""
+    actor.require(Role.manager)
+    page = service.list_audit(
+        db,
+        viewer=actor,
+        query=params,
+        record_type=record_type,
+        record_id=record_id,
+        actor_id=actor_id,
+    )
+    return AuditPage(
+        items=[AuditEntryOut.model_validate(e) for e in page.items],
+        total=page.total,
+        next_cursor=page.next_cursor,
     )

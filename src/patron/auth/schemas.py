@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,3 +41,37 @@ class TokenOut(BaseModel):
 class LoginIn(BaseModel):
     email: str
     password: str
+
+
+class TeamIn(BaseModel):
+    name: str
+
+
+class TeamOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    members: list[uuid.UUID]
+    created_at: datetime
+
+
+class MemberIn(BaseModel):
+    user_id: uuid.UUID
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    actor_id: uuid.UUID | None
+    actor_label: str
+    action: str
+    record_type: str
+    record_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    total: int
+    next_cursor: str | None

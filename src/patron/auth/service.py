@@ -4,19 +4,37 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    SQLColumnExpression,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from patron.auth.models import ApiToken, AuditEntry, LoginSession, Role, User
+from patron.auth.models import (
+    ApiToken,
+    AuditEntry,
+    LoginSession,
+    RecordShare,
+    Role,
+    Team,
+    TeamMember,
+    User,
+)
 from patron.core.clock import as_utc, utcnow
 from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from patron.core.ids import hash_secret, new_secret
+from patron.core.pagination import Field, ListQuery, Page, keyset_page
 
 _hasher = PasswordHasher()
 MIN_PASSWORD_LENGTH = 10
@@ -29,6 +47,11 @@ class Actor:
     user_id: uuid.UUID
     email: str
     role: Role
+
+    @property
+    def sees_everything(self) -> bool:
+        """Admins, marketing and analysts read every person and company."""
+        return self.role in (Role.admin, Role.marketing, Role.analyst)
 
     def require(self, *roles: Role) -> None:
         """Raise 403 unless the actor is an admin or holds one of ``roles``."""
@@ -185,4 +208,270 @@ def record_audit(
             before=before,
             after=after,
         )
+    )
+
+
+# --- teams -----------------------------------------------------------------------------
+
+
+def create_team(session: Session, *, name: str, actor: Actor | None) -> Team:
+    """Create a team of users."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200 or "\x00" in name:
+        raise InvalidInput("a team name has 1 to 200 characters, and no NUL", field="name")
+    if session.scalar(select(Team.id).where(Team.name == name)) is not None:
+        raise Conflict(f"a team named {name!r} exists", field="name")
+    team = Team(name=name)
+    session.add(team)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="create",
+        record_type="team",
+        record_id=str(team.id),
+        after={"name": name},
+    )
+    return team
+
+
+def get_team(session: Session, team_id: uuid.UUID) -> Team:
+    team = session.get(Team, team_id)
+    if team is None:
+        raise NotFound(f"no team with id {team_id}", field="team_id")
+    return team
+
+
+def list_teams(session: Session) -> list[tuple[Team, list[uuid.UUID]]]:
+    """Every team with the ids of its members."""
+    members: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for team_id, user_id in session.execute(select(TeamMember.team_id, TeamMember.user_id)):
+        members.setdefault(team_id, []).append(user_id)
+    teams = session.scalars(select(Team).order_by(Team.name))
+    return [(t, sorted(members.get(t.id, []), key=str)) for t in teams]
+
+
+def add_member(
+    session: Session, *, team_id: uuid.UUID, user_id: uuid.UUID, actor: Actor | None
+) -> None:
+    """Put a user in a team (doing it twice changes nothing)."""
+    get_team(session, team_id)
+    get_user(session, user_id)
+    if session.get(TeamMember, (team_id, user_id)) is None:
+        session.add(TeamMember(team_id=team_id, user_id=user_id))
+        session.flush()
+        record_audit(
+            session,
+            actor=actor,
+            action="add_member",
+            record_type="team",
+            record_id=str(team_id),
+            after={"user_id": str(user_id)},
+        )
+
+
+def remove_member(
+    session: Session, *, team_id: uuid.UUID, user_id: uuid.UUID, actor: Actor | None
+) -> None:
+    member = session.get(TeamMember, (team_id, user_id))
+    if member is None:
+        raise NotFound("that user is not in that team", field="user_id")
+    session.delete(member)
+    record_audit(
+        session,
+        actor=actor,
+        action="remove_member",
+        record_type="team",
+        record_id=str(team_id),
+        before={"user_id": str(user_id)},
+    )
+
+
+def get_user(session: Session, user_id: uuid.UUID) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}", field="user_id")
+    return user
+
+
+def teammates(actor: Actor) -> CompoundSelect[uuid.UUID]:
+    """The users who share a team with ``actor``, the actor included."""
+    mine = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
+    return (
+        select(TeamMember.user_id)
+        .where(TeamMember.team_id.in_(mine))
+        .union(select(User.id).where(User.id == actor.user_id))
+    )
+
+
+# --- sharing ---------------------------------------------------------------------------
+
+
+def shared_with(actor: Actor, record_type: str) -> Select[uuid.UUID]:
+    """Ids of the records of a type shared with ``actor`` or one of their teams."""
+    teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
+    return select(RecordShare.record_id).where(
+        RecordShare.record_type == record_type,
+        or_(RecordShare.user_id == actor.user_id, RecordShare.team_id.in_(teams)),
+    )
+
+
+def share_record(
+    session: Session,
+    *,
+    record_type: str,
+    record_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    team_id: uuid.UUID | None,
+    actor: Actor | None,
+) -> RecordShare:
+    """Share a record with one user or one team; sharing it again returns the same share.
+
+    The caller checks that ``actor`` may change the record."""
+    if (user_id is None) == (team_id is None):
+        raise InvalidInput("share with exactly one of user_id or team_id", field="user_id")
+    if user_id is not None:
+        get_user(session, user_id)
+    if team_id is not None:
+        get_team(session, team_id)
+    existing = session.scalar(
+        select(RecordShare).where(
+            RecordShare.record_type == record_type,
+            RecordShare.record_id == record_id,
+            _same(RecordShare.user_id, user_id),
+            _same(RecordShare.team_id, team_id),
+        )
+    )
+    if existing is not None:
+        return existing
+    share = RecordShare(
+        record_type=record_type,
+        record_id=record_id,
+        user_id=user_id,
+        team_id=team_id,
+        created_by=actor.email if actor else "system",
+    )
+    session.add(share)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="share",
+        record_type=record_type,
+        record_id=str(record_id),
+        after={"user_id": _text(user_id), "team_id": _text(team_id)},
+    )
+    return share
+
+
+def _same(column: Any, value: uuid.UUID | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def list_shares(session: Session, *, record_type: str, record_id: uuid.UUID) -> list[RecordShare]:
+    return list(
+        session.scalars(
+            select(RecordShare)
+            .where(RecordShare.record_type == record_type, RecordShare.record_id == record_id)
+            .order_by(RecordShare.id)
+        )
+    )
+
+
+def unshare_record(
+    session: Session,
+    *,
+    record_type: str,
+    record_id: uuid.UUID,
+    share_id: int,
+    actor: Actor | None,
+) -> None:
+    share = session.get(RecordShare, share_id)
+    if share is None or share.record_type != record_type or share.record_id != record_id:
+        raise NotFound(f"no share {share_id} on this record", field="share_id")
+    session.delete(share)
+    record_audit(
+        session,
+        actor=actor,
+        action="unshare",
+        record_type=record_type,
+        record_id=str(record_id),
+        before={"user_id": _text(share.user_id), "team_id": _text(share.team_id)},
+    )
+
+
+def move_shares(
+    session: Session, *, record_type: str, source: uuid.UUID, target: uuid.UUID
+) -> None:
+    """A merged record's shares apply to the record it was merged into."""
+    session.execute(
+        update(RecordShare)
+        .where(RecordShare.record_type == record_type, RecordShare.record_id == source)
+        .values(record_id=target)
+    )
+
+
+def owned_or_shared(
+    actor: Actor,
+    *,
+    owner: SQLColumnExpression[Any],
+    record_id: SQLColumnExpression[Any],
+    record_type: str,
+) -> ColumnElement[bool]:
+    """The records of a restricted role: a manager's team's and the unassigned ones (the
+    pool a manager assigns from, and the persons identity review needs), a sales user's
+    own, and for everyone the records shared with them or their teams."""
+    shared = record_id.in_(shared_with(actor, record_type))
+    if actor.role is Role.manager:
+        return or_(owner.in_(teammates(actor)), owner.is_(None), shared)
+    if actor.role is Role.sales:
+        return or_(owner == actor.user_id, shared)
+    return shared
+
+
+# --- the audit log ---------------------------------------------------------------------
+
+AUDIT_FIELDS = {
+    "id": Field(AuditEntry.id, "number", int),
+    "at": Field(AuditEntry.at, "datetime", datetime.fromisoformat),
+    "action": Field(AuditEntry.action),
+    "record_type": Field(AuditEntry.record_type),
+    "record_id": Field(AuditEntry.record_id),
+    "actor_id": Field(AuditEntry.actor_id, "uuid", uuid.UUID),
+}
+
+
+def list_audit(
+    session: Session,
+    *,
+    viewer: Actor | None,
+    query: ListQuery,
+    record_type: str | None = None,
+    record_id: str | None = None,
+    actor_id: uuid.UUID | None = None,
+) -> Page[AuditEntry]:
+    """Audit entries, newest first, for one record, one actor, or everything. Admins see
+    every entry; a manager the changes made by the members of their teams."""
+    if record_id is not None and record_type is None:
+        raise InvalidInput("record_id needs record_type", field="record_type")
+    statement = select(AuditEntry)
+    if viewer is not None and viewer.role is not Role.admin:
+        statement = statement.where(AuditEntry.actor_id.in_(teammates(viewer)))
+    if record_type is not None:
+        statement = statement.where(AuditEntry.record_type == record_type)
+    if record_id is not None:
+        statement = statement.where(AuditEntry.record_id == record_id)
+    if actor_id is not None:
+        statement = statement.where(AuditEntry.actor_id == actor_id)
+    return keyset_page(
+        session,
+        statement,
+        fields=AUDIT_FIELDS,
+        query=query,
+        default_sort="-id",
+        tiebreak=AUDIT_FIELDS["id"],
     )

@@ -80,6 +80,13 @@ MESSAGE_TARGETS = {
     "timestamp": "timestamp",
 }
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+CUSTOM = "custom."
+
+# Checks a row's values for ``custom.KEY`` mapping targets (person custom fields): takes
+# {key: value as read} and returns {key: value as stored}, or raises MessageError naming
+# the field. The CRM, above this module, registers the factory (patron.pipeline).
+CustomValues = Callable[[dict[str, Any]], dict[str, Any]]
+CUSTOM_VALUES: list[Callable[[Session], CustomValues]] = []
 
 
 @dataclass
@@ -119,6 +126,7 @@ class _PeoplePlan:
     import_id: uuid.UUID
     id_column: str | None
     mapping: dict[str, str] = field(default_factory=dict)
+    custom: CustomValues | None = None
 
 
 # --- starting an import ----------------------------------------------------------------
@@ -238,7 +246,7 @@ def _check_mapping(mapping: dict[str, str]) -> dict[str, str]:
         if target != DROP and target not in MESSAGE_TARGETS and not all(path.split(".")):
             raise InvalidInput(
                 f"mapping target {target!r} for column {column!r} is not valid: use "
-                "user_id, anonymous_id, timestamp, traits.NAME, NAME or - (skip)",
+                "user_id, anonymous_id, timestamp, traits.NAME, NAME, custom.KEY or - (skip)",
                 field="mapping",
             )
         checked[column.strip()] = target
@@ -347,7 +355,11 @@ def _read_file(
             records: Iterator[_Record] = _csv_records(read)
         else:
             records = _jsonl_records(read)
-        to_message = _events_message if imp.kind == "events" else _people_message_maker(imp, source)
+        to_message = (
+            _events_message
+            if imp.kind == "events"
+            else _people_message_maker(imp, source, _custom_check(sessions, imp))
+        )
         skew = timedelta(seconds=settings.max_future_skew_seconds)
         for chunk in _chunks(records, CHUNK_ROWS):
             messages, lines, rejections = _build_messages(chunk, to_message)
@@ -549,13 +561,24 @@ def _events_message(record: _Record) -> dict[str, Any]:
     return message  # type: ignore[no-any-return]  # ingest refuses what is not an object
 
 
-def _people_message_maker(imp: Import, source: Source) -> Callable[[_Record], dict[str, Any]]:
+def _custom_check(sessions: sessionmaker[Session], imp: Import) -> CustomValues | None:
+    targets = (imp.options.get("mapping") or {}).values()
+    if not CUSTOM_VALUES or not any(t.startswith(CUSTOM) for t in targets):
+        return None
+    with sessions() as session:
+        return CUSTOM_VALUES[0](session)
+
+
+def _people_message_maker(
+    imp: Import, source: Source, custom: CustomValues | None = None
+) -> Callable[[_Record], dict[str, Any]]:
     plan = _PeoplePlan(
         source_id=source.id,
         slug=source_slug(source.name),
         import_id=imp.id,
         id_column=imp.options.get("id_column"),
         mapping=dict(imp.options.get("mapping") or {}),
+        custom=custom,
     )
     return lambda record: _person_message(record, plan)
 
@@ -571,7 +594,7 @@ def _person_message(record: _Record, plan: _PeoplePlan) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise MessageError("invalid_type", "a person must be a JSON object")
     record_id = _record_id(row, plan.id_column)
-    fields, traits = _mapped(row, plan)
+    fields, traits, custom = _mapped(row, plan)
     if "userId" not in fields and "anonymousId" not in fields:
         fields["anonymousId"] = _anonymous_id(plan.slug, record_id, traits)
     content = orjson.dumps({**fields, "traits": traits}, option=orjson.OPT_SORT_KEYS)
@@ -579,6 +602,10 @@ def _person_message(record: _Record, plan: _PeoplePlan) -> dict[str, Any]:
     context: dict[str, Any] = {
         "import": {"recordId": record_id, "line": record.line, "importId": str(plan.import_id)}
     }
+    if custom:
+        if plan.custom is None:
+            raise MessageError("invalid_custom_field", "custom fields are not available here")
+        context["crm"] = {"custom": plan.custom(custom)}
     if record_id is not None:
         context["externalIds"] = [
             {
@@ -612,10 +639,14 @@ def _record_id(row: dict[str, Any], id_column: str | None) -> str | None:
     return str(value).strip()
 
 
-def _mapped(row: dict[str, Any], plan: _PeoplePlan) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The row's message fields (userId, anonymousId, timestamp) and traits, by the mapping."""
+def _mapped(
+    row: dict[str, Any], plan: _PeoplePlan
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The row's message fields (userId, anonymousId, timestamp), traits and custom field
+    values, by the mapping."""
     fields: dict[str, Any] = {}
     traits: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
     for column, value in row.items():
         if (
             value is None
@@ -628,11 +659,13 @@ def _mapped(row: dict[str, Any], plan: _PeoplePlan) -> tuple[dict[str, Any], dic
             continue
         if target in MESSAGE_TARGETS:
             fields[MESSAGE_TARGETS[target]] = value
+        elif target is not None and target.startswith(CUSTOM):
+            custom[target.removeprefix(CUSTOM)] = value
         elif target is None:
             traits[column] = value
         else:
             _set_trait(traits, target.removeprefix("traits.").split("."), value)
-    return fields, traits
+    return fields, traits, custom
 
 
 def _set_trait(traits: dict[str, Any], path: list[str], value: Any) -> None:

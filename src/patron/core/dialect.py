@@ -7,7 +7,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, FromClause, Insert, Table, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    FromClause,
+    Insert,
+    SQLColumnExpression,
+    Table,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -128,3 +140,26 @@ class DriverValues:
 
 SQLITE_VALUES = DriverValues(native=False)
 POSTGRES_VALUES = DriverValues(native=True)
+
+
+def json_array_contains(
+    expr: SQLColumnExpression[Any], value: Any, dialect: str
+) -> ColumnElement[bool]:
+    """Whether the JSON array ``expr`` holds ``value`` (a tag, a multi-select option)."""
+    if dialect == "postgresql":
+        return expr.op("@>")(func.jsonb_build_array(value))
+    each = func.json_each(expr).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == value))
+
+
+def json_array_length(expr: SQLColumnExpression[Any], dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return func.jsonb_array_length(expr)
+    return func.json_array_length(expr)
+
+
+def month_of(expr: SQLColumnExpression[Any], dialect: str) -> ColumnElement[str]:
+    """``YYYY-MM`` of a date column."""
+    if dialect == "postgresql":
+        return func.to_char(expr, "YYYY-MM")
+    return func.strftime("%Y-%m", expr)

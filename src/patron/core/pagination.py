@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import base64
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    case,
+    false,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session
 
+from patron.core.dialect import dialect_name, json_array_contains, json_array_length
 from patron.core.errors import InvalidInput
 
 T = TypeVar("T")
@@ -45,3 +62,221 @@ def decode_int_cursor(cursor: str | None) -> int | None:
     if len(values) != 1 or not isinstance(values[0], int) or isinstance(values[0], bool):
         raise InvalidInput("cursor is not one this API issued", field="cursor")
     return values[0]
+
+
+# --- the shared list helper: filters, sort and keyset pages over any statement ----------
+
+FILTER_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "has", "empty", "not_empty")
+ORDERED_OPS = ("lt", "lte", "gt", "gte")
+
+
+def _parse_text(raw: str) -> Any:
+    return raw
+
+
+@dataclass(frozen=True)
+class Field:
+    """A column (or expression) a list can filter and sort on.
+
+    ``kind`` is text, number, bool, datetime, date, uuid or list (a JSON array: only
+    ``has``, ``empty`` and ``not_empty``). ``parse`` turns a filter value from the query
+    string into what the expression compares with; it raises ValueError on bad input.
+    """
+
+    expr: SQLColumnExpression[Any]
+    kind: str = "text"
+    parse: Callable[[str], Any] = _parse_text
+    sortable: bool = True
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a caller asked of a list: ``filter`` is ``FIELD:OP:VALUE`` strings, ``sort`` a
+    comma-separated list of fields, each optionally prefixed with ``-`` for descending."""
+
+    filters: Sequence[str] = ()
+    sort: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+def apply_filters(
+    statement: Select[Any],
+    fields: Mapping[str, Field],
+    filters: Sequence[str],
+    *,
+    dialect: str,
+) -> Select[Any]:
+    """Add a WHERE clause for each ``FIELD:OP:VALUE`` filter; errors name ``filter``."""
+    for raw in filters:
+        name, op, value = _split_filter(raw)
+        field = fields.get(name)
+        if field is None:
+            known = ", ".join(sorted(fields))
+            raise InvalidInput(f"cannot filter on {name!r}; fields are {known}", field="filter")
+        statement = statement.where(_condition(field, name, op, value, dialect))
+    return statement
+
+
+def _split_filter(raw: str) -> tuple[str, str, str]:
+    name, _, rest = raw.partition(":")
+    op, _, value = rest.partition(":")
+    if not name or op not in FILTER_OPS:
+        raise InvalidInput(
+            f"filter {raw!r} is not FIELD:OP:VALUE with OP one of {', '.join(FILTER_OPS)}",
+            field="filter",
+        )
+    return name, op, value
+
+
+def _condition(field: Field, name: str, op: str, value: str, dialect: str) -> ColumnElement[bool]:
+    expr = field.expr
+    if op == "empty":
+        return expr.is_(None) if field.kind != "list" else _list_empty(expr, dialect)
+    if op == "not_empty":
+        return expr.is_not(None) if field.kind != "list" else ~_list_empty(expr, dialect)
+    if field.kind == "list":
+        if op != "has":
+            raise InvalidInput(f"{name} is a list: use has, empty or not_empty", field="filter")
+        return json_array_contains(expr, value, dialect)
+    if op == "has":
+        raise InvalidInput(f"{name} is not a list: `has` does not apply", field="filter")
+    if op == "contains":
+        if field.kind != "text":
+            raise InvalidInput(f"{name} is not text: `contains` does not apply", field="filter")
+        return func.lower(expr).contains(value.lower(), autoescape=True)
+    if op in ORDERED_OPS and field.kind in ("bool", "uuid"):
+        raise InvalidInput(f"{name} has no order: `{op}` does not apply", field="filter")
+    if op == "in":
+        return expr.in_([_parse(field, name, v) for v in value.split(",")])
+    parsed = _parse(field, name, value)
+    comparisons: dict[str, Callable[[Any], ColumnElement[bool]]] = {
+        "eq": expr.__eq__,
+        "ne": lambda v: or_(expr != v, expr.is_(None)),
+        "lt": expr.__lt__,
+        "lte": expr.__le__,
+        "gt": expr.__gt__,
+        "gte": expr.__ge__,
+    }
+    return comparisons[op](parsed)
+
+
+def _parse(field: Field, name: str, value: str) -> Any:
+    try:
+        return field.parse(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"{value!r} is not a valid value for {name}: {exc}", field="filter"
+        ) from exc
+
+
+def _list_empty(expr: SQLColumnExpression[Any], dialect: str) -> ColumnElement[bool]:
+    return or_(expr.is_(None), func.coalesce(json_array_length(expr, dialect), 0) == 0)
+
+
+def parse_sort(
+    fields: Mapping[str, Field], sort: str | None, default: str
+) -> list[tuple[str, bool]]:
+    """``name,-other`` as (field, descending) pairs; unknown or unsortable fields are a 400."""
+    out: list[tuple[str, bool]] = []
+    for part in (sort or default).split(","):
+        name = part.strip().removeprefix("-")
+        field = fields.get(name)
+        if field is None or not field.sortable:
+            known = ", ".join(sorted(n for n, f in fields.items() if f.sortable))
+            raise InvalidInput(f"cannot sort by {name!r}; fields are {known}", field="sort")
+        out.append((name, part.strip().startswith("-")))
+    return out
+
+
+def keyset_page(
+    session: Session,
+    statement: Select[Any],
+    *,
+    fields: Mapping[str, Field],
+    query: ListQuery,
+    default_sort: str,
+    tiebreak: Field,
+    count: bool = True,
+) -> Page[Any]:
+    """One page of ``statement`` (which selects one entity), filtered, sorted and keyset-paged.
+
+    Sort keys are (is-null, value) pairs so that nulls come last in either direction and a
+    cursor can sit on a null; ``tiebreak`` (a unique column) makes the order total. The
+    cursor carries the sort it was made for: reusing it with another sort is a 400.
+    """
+    dialect = dialect_name(session)
+    statement = apply_filters(statement, fields, query.filters, dialect=dialect)
+    total = (
+        (session.scalar(select(func.count()).select_from(statement.subquery())) or 0)
+        if count
+        else -1
+    )
+    sort = parse_sort(fields, query.sort, default_sort)
+    keys: list[tuple[SQLColumnExpression[Any], bool, str]] = []
+    for name, descending in sort:
+        expr = fields[name].expr
+        keys.append((case((expr.is_(None), 1), else_=0), False, "number"))
+        keys.append((expr, descending, fields[name].kind))
+    keys.append((tiebreak.expr, False, tiebreak.kind))
+    spec = ",".join(f"{'-' if d else ''}{n}" for n, d in sort)
+    if query.cursor is not None:
+        values = decode_cursor(query.cursor)
+        if len(values) != len(keys) + 1 or values[0] != spec:
+            raise InvalidInput("cursor was made for another sort or list", field="cursor")
+        loaded = [_load_key(v, kind) for v, (_, _, kind) in zip(values[1:], keys, strict=True)]
+        statement = statement.where(_after(keys, loaded))
+    order = [k.desc() if d else k.asc() for k, d, _ in keys]
+    labelled: list[Any] = [k.label(f"_key{i}") for i, (k, _, _) in enumerate(keys)]
+    rows = session.execute(
+        statement.add_columns(*labelled).order_by(*order).limit(query.limit + 1)
+    ).all()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    cursor = None
+    if more and rows:
+        cursor = encode_cursor([spec, *(_dump_key(v) for v in tuple(rows[-1])[1:])])
+    return Page([row[0] for row in rows], total, cursor)
+
+
+def _after(
+    keys: Sequence[tuple[SQLColumnExpression[Any], bool, str]], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in the lexicographic order of ``keys``."""
+    branches: list[ColumnElement[bool]] = []
+    for i, (expr, descending, _) in enumerate(keys):
+        value = values[i]
+        if value is None:
+            continue  # nothing sorts strictly after a null within its null group
+        equal = [
+            k.is_(None) if v is None else k == v
+            for (k, _, _), v in zip(keys[:i], values[:i], strict=True)
+        ]
+        beyond = expr < value if descending else expr > value
+        branches.append(and_(*equal, beyond))
+    return or_(*branches) if branches else false()
+
+
+def _dump_key(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _load_key(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    try:
+        if kind == "datetime" and isinstance(value, str):
+            return datetime.fromisoformat(value)
+        if kind == "date" and isinstance(value, str):
+            return date.fromisoformat(value)
+        if kind == "uuid" and isinstance(value, str):
+            return uuid.UUID(value)
+    except ValueError as exc:
+        raise InvalidInput("cursor is not one this API issued", field="cursor") from exc
+    return value

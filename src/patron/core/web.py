@@ -9,7 +9,7 @@ import orjson
 from fastapi import Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from patron.core.pagination import MAX_LIMIT
+from patron.core.pagination import MAX_LIMIT, ListQuery
 from patron.core.runtime import Runtime
 
 
@@ -50,3 +50,24 @@ def json_response(
     return Response(
         orjson.dumps(body), status_code=status_code, media_type="application/json", headers=headers
     )
+
+
+def list_query(
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    filter: Annotated[
+        list[str] | None,
+        Query(
+            description="FIELD:OP:VALUE, repeatable. OP: eq ne lt lte gt gte in contains has "
+            "empty not_empty (`in` takes comma-separated values)."
+        ),
+    ] = None,
+    sort: Annotated[
+        str | None, Query(description="Fields separated by commas; `-` before one descends.")
+    ] = None,
+) -> ListQuery:
+    """The parameters every list shares: filters, sort and a keyset page."""
+    return ListQuery(filters=tuple(filter or ()), sort=sort, limit=limit, cursor=cursor)
+
+
+ListParams = Annotated[ListQuery, Depends(list_query)]

@@ -1,1 +1,2 @@
-"""The CRM on the unified person: companies (fed by group calls), and later deals and more."""
+"""The CRM on the unified person: contacts' CRM fields, companies (also fed by group calls),
+custom fields, pipelines and deals, activities and tasks, timelines, and who may see what."""

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.clock import utcnow
 from patron.core.ids import new_id
-from patron.core.models import Base
+from patron.core.models import Base, BigIntPK
 
 
 class Company(Base):
+    """A company: from ``group`` calls, created by hand, or both.
+
+    ``domain`` (normalised: lower case, no scheme, no ``www.``) is the natural key. A company
+    merged into another stays as a pointer (``merged_into``), so its old id and groupId
+    still find the survivor.
+    """
+
     __tablename__ = "companies"
+    __table_args__ = (
+        Index("ix_companies_owner", "owner_id", "created_at"),
+        Index("ix_companies_merged_into", "merged_into"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     # The groupId the tracking API knows the company by.
@@ -24,6 +36,40 @@ class Company(Base):
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    domain: Mapped[str | None] = mapped_column(String(253), unique=True)
+    industry: Mapped[str | None] = mapped_column(String(200))
+    # Number of employees.
+    size: Mapped[int | None]
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    archived_at: Mapped[datetime | None]
+    merged_into: Mapped[uuid.UUID | None]
+
+
+class CustomField(Base):
+    """A typed field an admin adds to persons, companies, deals or tickets.
+
+    Values live in the record's ``custom`` JSON under ``key``, stored in a form that sorts
+    right as text or number: dates as ``YYYY-MM-DD``, datetimes as UTC ISO 8601, money as
+    ``{"amount": number, "currency": "EUR"}``, references as the record's id.
+    """
+
+    __tablename__ = "custom_fields"
+    __table_args__ = (
+        UniqueConstraint("record_type", "key", name="uq_custom_fields_record_type_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    record_type: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(60))
+    label: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(20))
+    # The choices of a single or multi select.
+    options: Mapped[list[Any]] = mapped_column(default=list)
+    # What a reference points at: person, company, deal or ticket.
+    reference_type: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PersonCompany(Base):
@@ -39,3 +85,129 @@ class PersonCompany(Base):
     role: Mapped[str | None] = mapped_column(String(200))
     since_seq: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Pipeline(Base):
+    """A sales process: ordered stages, and how long a deal may sit still before it rots."""
+
+    __tablename__ = "pipelines"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # An open deal with no activity for this many days is flagged as rotting (None: never).
+    rotting_days: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Stage(Base):
+    """One step of a pipeline, with the probability (percent) that a deal there is won."""
+
+    __tablename__ = "pipeline_stages"
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "name", name="uq_pipeline_stages_pipeline_name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int]
+    probability: Mapped[int]
+
+
+class Deal(Base):
+    """A sale in progress: in a pipeline's stage, open until won or lost."""
+
+    __tablename__ = "deals"
+    __table_args__ = (
+        Index("ix_deals_owner", "owner_id", "created_at"),
+        Index("ix_deals_pipeline_stage", "pipeline_id", "stage_id"),
+        Index("ix_deals_person", "person_id"),
+        Index("ix_deals_company", "company_id"),
+        Index("ix_deals_status_close", "status", "expected_close_date"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(300))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(20, 4))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    expected_close_date: Mapped[date | None]
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id"))
+    company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id"))
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id"))
+    stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"))
+    # open, won, lost
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    lost_reason: Mapped[str | None] = mapped_column(String(500))
+    closed_at: Mapped[datetime | None]
+    custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The last change or activity on the deal: rotting counts from here.
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DealStageVisit(Base):
+    """A deal's time in one stage: entered, and left (None while it is still there)."""
+
+    __tablename__ = "deal_stage_history"
+    __table_args__ = (Index("ix_deal_stage_history_deal", "deal_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"))
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    left_at: Mapped[datetime | None]
+
+
+class Activity(Base):
+    """Work done with customers: a task, call, meeting, note or email, linked to any of a
+    person, a company and a deal.
+
+    One table for every kind, with the columns only some kinds use left empty: the timeline
+    and "my tasks" then read one table, and a new kind needs no join.
+    """
+
+    __tablename__ = "activities"
+    __table_args__ = (
+        Index("ix_activities_person", "person_id", "occurred_at"),
+        Index("ix_activities_company", "company_id", "occurred_at"),
+        Index("ix_activities_deal", "deal_id", "occurred_at"),
+        Index("ix_activities_owner_due", "owner_id", "done_at", "due_at"),
+        Index("ix_activities_reminders", "owner_id", "remind_at"),
+        UniqueConstraint("email_message_id", "person_id", name="uq_activities_email_person"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # task, call, meeting, note, email
+    kind: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id"))
+    company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id"))
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    # Whose it is: a task's assignee, or whoever logged the activity.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by: Mapped[str] = mapped_column(String(320))
+    # When it happened (a task: when it was created); the timeline's order.
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Tasks.
+    due_at: Mapped[datetime | None]
+    remind_at: Mapped[datetime | None]
+    reminder_dismissed_at: Mapped[datetime | None]
+    priority: Mapped[str | None] = mapped_column(String(10))
+    done_at: Mapped[datetime | None]
+    # Calls and emails: inbound or outbound.
+    direction: Mapped[str | None] = mapped_column(String(10))
+    # Calls.
+    duration_seconds: Mapped[int | None]
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    # Meetings.
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    # Meeting attendees, email addresses (from, to, cc), and the like.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The RFC 822 Message-ID of a logged email: the same message is logged once per person.
+    email_message_id: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

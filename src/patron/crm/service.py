@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import Event
 from patron.core.clock import utcnow
+from patron.crm.access import live_company
 from patron.crm.models import Company, PersonCompany
 
 
@@ -23,7 +24,8 @@ def record_groups(
         return
     keys = {str(e.payload.get("groupId")) for e in groups}
     companies = {
-        c.group_id: c for c in session.scalars(select(Company).where(Company.group_id.in_(keys)))
+        c.group_id: live_company(session, c.id) if c.merged_into else c
+        for c in session.scalars(select(Company).where(Company.group_id.in_(keys)))
     }
     for e in groups:
         group_id = str(e.payload.get("groupId"))
@@ -82,6 +84,11 @@ def move_links(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None
 
 
 def forget_links(session: Session, persons: Sequence[uuid.UUID]) -> None:
-    """Reset hook: links are derived from group calls and come back on replay."""
+    """Reset hook: links from group calls come back on replay; links people made by hand
+    (no log position) are decisions, and stay."""
     session.flush()
-    session.execute(delete(PersonCompany).where(PersonCompany.person_id.in_(list(persons))))
+    session.execute(
+        delete(PersonCompany).where(
+            PersonCompany.person_id.in_(list(persons)), PersonCompany.since_seq.is_not(None)
+        )
+    )

@@ -21,7 +21,11 @@ class Person(Base):
     """One customer. A merged person stays as a pointer (``merged_into``) to its survivor."""
 
     __tablename__ = "persons"
-    __table_args__ = (Index("ix_persons_merged_into", "merged_into"),)
+    __table_args__ = (
+        Index("ix_persons_merged_into", "merged_into"),
+        Index("ix_persons_owner", "owner_id", "created_seq"),
+        Index("ix_persons_lifecycle_stage", "lifecycle_stage"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     # The log position of the message that created the person: the older person survives.
@@ -33,6 +37,14 @@ class Person(Base):
     last_seen: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # CRM fields, kept by patron.crm. People set them, not the log, so resets, replays and
+    # rebuilds leave them alone; a merge fills the survivor's empty ones from the merged.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(40))
+    lead_status: Mapped[str | None] = mapped_column(String(40))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    archived_at: Mapped[datetime | None]
 
 
 class Identity(Base):

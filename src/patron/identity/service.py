@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
@@ -107,9 +107,13 @@ def merge_history(session: Session, person_id: uuid.UUID) -> list[Merge]:
     )
 
 
-def list_persons(session: Session, *, limit: int, cursor: str | None) -> Page[Person]:
-    """Live persons, the most recently created first."""
+def list_persons(
+    session: Session, *, limit: int, cursor: str | None, where: ColumnElement[bool] | None = None
+) -> Page[Person]:
+    """Live persons (those ``where`` admits), the most recently created first."""
     base = select(Person).where(Person.merged_into.is_(None))
+    if where is not None:
+        base = base.where(where)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     after = decode_int_cursor(cursor)
     statement = base.order_by(Person.created_seq.desc()).limit(limit + 1)

@@ -17,6 +17,7 @@ from patron.core.web import DB, Cursor, Limit, RuntimeDep
 from patron.identity import service as identity
 from patron.identity.schemas import IdentityOut, MergeOut
 from patron.profiles import service
+from patron.profiles.access import readable_persons, visible_person
 from patron.profiles.models import ComputedTrait, TraitRule
 from patron.profiles.schemas import (
     CompanyLinkOut,
@@ -37,7 +38,10 @@ Steward = Annotated[Actor, Depends(require(Role.manager))]
 LOOKUPS = ("user_id", "email", "phone", "anonymous_id")
 
 
-def _profile_out(db: DB, person_id: uuid.UUID, *, lineage: bool = False) -> ProfileOut:
+def _profile_out(
+    db: DB, actor: Actor, person_id: uuid.UUID, *, lineage: bool = False
+) -> ProfileOut:
+    visible_person(db, actor, person_id)
     profile = service.get_profile(db, person_id, with_lineage=lineage)
     person = profile.person
     page = service.timeline(db, person.id, limit=20, cursor=None)
@@ -49,6 +53,12 @@ def _profile_out(db: DB, person_id: uuid.UUID, *, lineage: bool = False) -> Prof
         last_seen=person.last_seen,
         created_at=person.created_at,
         updated_at=person.updated_at,
+        owner_id=person.owner_id,
+        lifecycle_stage=person.lifecycle_stage,
+        lead_status=person.lead_status,
+        tags=person.tags,
+        custom=person.custom,
+        archived_at=person.archived_at,
         identities=[IdentityOut.model_validate(i) for i in profile.identities],
         companies=[
             CompanyLinkOut(
@@ -74,7 +84,7 @@ def _timeline_out(page: Page[Event]) -> TimelinePage:
 @router.get("/persons", response_model=ProfileOut | PersonPage)
 def find_persons(
     db: DB,
-    _actor: CurrentActor,
+    actor: CurrentActor,
     runtime: RuntimeDep,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -99,8 +109,8 @@ def find_persons(
         found = identity.find_by_identifier(
             db, kind=wanted[0][0], value=wanted[0][1], settings=runtime.settings
         )
-        return _profile_out(db, found.id)
-    page = identity.list_persons(db, limit=limit, cursor=cursor)
+        return _profile_out(db, actor, found.id)
+    page = identity.list_persons(db, limit=limit, cursor=cursor, where=readable_persons(actor))
     return PersonPage(
         items=[PersonSummary.model_validate(p) for p in page.items],
         total=page.total,
@@ -112,23 +122,24 @@ def find_persons(
 def get_person(
     person_id: uuid.UUID,
     db: DB,
-    _actor: CurrentActor,
+    actor: CurrentActor,
     lineage: Annotated[bool, Query(description="Include every trait value and source.")] = False,
 ) -> ProfileOut:
     """A person's profile; the id of a merged person answers with the survivor."""
-    return _profile_out(db, person_id, lineage=lineage)
+    return _profile_out(db, actor, person_id, lineage=lineage)
 
 
 @router.get("/persons/{person_id}/timeline", response_model=TimelinePage)
 def person_timeline(
     person_id: uuid.UUID,
     db: DB,
-    _actor: CurrentActor,
+    actor: CurrentActor,
     limit: Limit = 50,
     cursor: Cursor = None,
     type: Annotated[str | None, Query(description="identify, track, page, ...")] = None,
 ) -> TimelinePage:
     """A person's events, newest first."""
+    visible_person(db, actor, person_id)
     return _timeline_out(service.timeline(db, person_id, limit=limit, cursor=cursor, type=type))
 
 
@@ -137,6 +148,8 @@ def merge_person(
     person_id: uuid.UUID, body: MergeRequest, db: DB, actor: Steward, runtime: RuntimeDep
 ) -> MergeOut:
     """Merge another person into this one (the older of the two survives)."""
+    visible_person(db, actor, person_id)
+    visible_person(db, actor, body.other_id)
     merge = identity.merge_persons(
         db, first=person_id, second=body.other_id, settings=runtime.settings, actor=actor
     )

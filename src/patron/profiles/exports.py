@@ -65,4 +65,12 @@ def _record(person: Person, identities: list[dict[str, str]]) -> dict[str, Any]:
         "identities": identities,
         "first_seen": person.first_seen.isoformat() if person.first_seen else None,
         "last_seen": person.last_seen.isoformat() if person.last_seen else None,
+        "crm": {
+            "owner_id": str(person.owner_id) if person.owner_id else None,
+            "lifecycle_stage": person.lifecycle_stage,
+            "lead_status": person.lead_status,
+            "tags": person.tags,
+            "custom": person.custom,
+            "archived_at": person.archived_at.isoformat() if person.archived_at else None,
+        },
     }

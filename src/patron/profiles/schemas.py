@@ -61,6 +61,12 @@ class ProfileOut(BaseModel):
     last_seen: datetime | None
     created_at: datetime
     updated_at: datetime
+    owner_id: uuid.UUID | None
+    lifecycle_stage: str | None
+    lead_status: str | None
+    tags: list[str]
+    custom: dict[str, Any]
+    archived_at: datetime | None
     identities: list[IdentityOut]
     companies: list[CompanyLinkOut]
     merges: list[MergeOut]

@@ -33,6 +33,7 @@ from patron.identity import linkage
 from patron.identity import service as identity_service
 from patron.identity.models import Person
 from patron.profiles import service as profile_service
+from patron.profiles.access import readable_persons, visible_person
 
 HERE = Path(__file__).parent
 templates = Environment(
@@ -249,8 +250,11 @@ def people(
             found = identity_service.find_by_identifier(
                 db, kind=kind, value=value, settings=runtime.settings
             )
+            visible_person(db, actor, found.id)
         except PatronError as exc:
-            page = identity_service.list_persons(db, limit=50, cursor=None)
+            page = identity_service.list_persons(
+                db, limit=50, cursor=None, where=readable_persons(actor)
+            )
             return render(
                 request,
                 "people.html",
@@ -265,7 +269,9 @@ def people(
             )
         return RedirectResponse(f"/people/{found.id}", status_code=303)
     try:
-        page = identity_service.list_persons(db, limit=50, cursor=cursor or None)
+        page = identity_service.list_persons(
+            db, limit=50, cursor=cursor or None, where=readable_persons(actor)
+        )
     except PatronError as exc:
         return render(request, "error.html", exc.status, actor=actor, error=exc)
     older = f"/people?{_query(cursor=page.next_cursor)}" if page.next_cursor else None
@@ -354,6 +360,7 @@ def person(request: Request, db: DB, person_id: uuid.UUID, cursor: QueryText = N
     if actor is None:
         return to_login(request)
     try:
+        visible_person(db, actor, person_id)
         profile = profile_service.get_profile(db, person_id, with_lineage=True)
         events = profile_service.timeline(db, profile.person.id, limit=50, cursor=cursor or None)
     except PatronError as exc:

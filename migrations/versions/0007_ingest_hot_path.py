@@ -1,7 +1,7 @@
 """ingest hot path: id indexes move from events to event_keys
 
-Revision ID: 0009
-Revises: 0003
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-23 11:20:00
 
 Every insert into ``events`` kept two indexes on ids (user_id, anonymous_id) sorted; ids
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0003"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,158 @@
+"""Who may see which companies: the one place that decides it, for every list, fetch,
+search, export and count of companies.
+
+The same rule as persons (``patron.profiles.access``): admins, marketing and analysts see
+every company; managers their team's; sales their own; support the companies on their
+tickets (once tickets exist); everyone the companies shared with them or their teams.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy.orm import Session
+
+from patron.auth.models import Role
+from patron.auth.service import Actor, owned_or_shared
+from patron.core.errors import Forbidden, NotFound
+from patron.crm.fields import CanSee
+from patron.crm.models import Activity, Company, Deal
+from patron.identity.models import Person
+from patron.profiles.access import readable_persons
+
+RECORD_TYPE = "company"
+WRITERS = (Role.manager, Role.sales, Role.marketing)
+DEAL = "deal"
+# Marketing reads deals but does not work them.
+DEAL_WRITERS = (Role.manager, Role.sales)
+# How many merge pointers to follow before giving up (merges keep chains flat).
+MAX_HOPS = 64
+
+
+def readable_companies(actor: Actor | None) -> ColumnElement[bool]:
+    """A condition on :class:`Company` true for the companies ``actor`` may see."""
+    if actor is None or actor.sees_everything:
+        return true()
+    return owned_or_shared(
+        actor, owner=Company.owner_id, record_id=Company.id, record_type=RECORD_TYPE
+    )
+
+
+def live_company(session: Session, company_id: uuid.UUID) -> Company:
+    """The company with this id, following merges to the survivor; 404 if none."""
+    company = session.get(Company, company_id)
+    for _ in range(MAX_HOPS):
+        if company is None:
+            break
+        if company.merged_into is None:
+            return company
+        company = session.get(Company, company.merged_into)
+    raise NotFound(f"no company with id {company_id}", field="company_id")
+
+
+def visible_company(session: Session, actor: Actor | None, company_id: uuid.UUID) -> Company:
+    """The company if ``actor`` may see it; otherwise 404, as for one that does not exist."""
+    company = live_company(session, company_id)
+    statement = select(Company.id).where(Company.id == company.id, readable_companies(actor))
+    if session.scalar(statement) is None:
+        raise NotFound(f"no company with id {company_id}", field="company_id")
+    return company
+
+
+def writable_company(session: Session, actor: Actor | None, company_id: uuid.UUID) -> Company:
+    """A company ``actor`` may change: visible (else 404) and a role that writes (else 403)."""
+    company = visible_company(session, actor, company_id)
+    require_writer(actor)
+    return company
+
+
+def require_writer(actor: Actor | None) -> None:
+    if actor is not None and actor.role is not Role.admin and actor.role not in WRITERS:
+        raise Forbidden(f"a {actor.role} user cannot change companies")
+
+
+def can_see_for(session: Session, actor: Actor | None) -> CanSee:
+    """Whether ``actor`` may see a record, for references in custom fields."""
+
+    def can_see(record_type: str, record_id: uuid.UUID) -> bool:
+        if record_type == "person":
+            statement = select(Person.id).where(
+                Person.id == record_id, Person.merged_into.is_(None), readable_persons(actor)
+            )
+        elif record_type == "company":
+            statement = select(Company.id).where(
+                Company.id == record_id, Company.merged_into.is_(None), readable_companies(actor)
+            )
+        elif record_type == "deal":
+            statement = select(Deal.id).where(Deal.id == record_id, readable_deals(actor))
+        else:
+            return False
+        return session.scalar(statement) is not None
+
+    return can_see
+
+
+# --- deals -----------------------------------------------------------------------------
+
+
+def readable_deals(actor: Actor | None) -> ColumnElement[bool]:
+    """A condition on :class:`Deal` true for the deals ``actor`` may see: the same rule as
+    companies (support sees the deals of no one until tickets exist)."""
+    if actor is None or actor.sees_everything:
+        return true()
+    return owned_or_shared(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
+
+
+def visible_deal(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> Deal:
+    """The deal if ``actor`` may see it; otherwise 404, as for one that does not exist."""
+    deal = session.scalar(select(Deal).where(Deal.id == deal_id, readable_deals(actor)))
+    if deal is None:
+        raise NotFound(f"no deal with id {deal_id}", field="deal_id")
+    return deal
+
+
+def writable_deal(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> Deal:
+    deal = visible_deal(session, actor, deal_id)
+    require_deal_writer(actor)
+    return deal
+
+
+def require_deal_writer(actor: Actor | None) -> None:
+    if actor is not None and actor.role is not Role.admin and actor.role not in DEAL_WRITERS:
+        raise Forbidden(f"a {actor.role} user cannot change deals")
+
+
+# --- activities ------------------------------------------------------------------------
+
+ACTIVITY = "activity"
+ACTIVITY_WRITERS = (Role.manager, Role.sales, Role.marketing)
+
+
+def readable_activities(actor: Actor | None) -> ColumnElement[bool]:
+    """A condition on :class:`Activity`: an activity is visible with any record it is
+    linked to, and to whoever owns it (a manager: their team's)."""
+    if actor is None or actor.sees_everything:
+        return true()
+    return or_(
+        owned_or_shared(
+            actor, owner=Activity.owner_id, record_id=Activity.id, record_type=ACTIVITY
+        ),
+        Activity.person_id.in_(select(Person.id).where(readable_persons(actor))),
+        Activity.company_id.in_(select(Company.id).where(readable_companies(actor))),
+        Activity.deal_id.in_(select(Deal.id).where(readable_deals(actor))),
+    )
+
+
+def visible_activity(session: Session, actor: Actor | None, activity_id: uuid.UUID) -> Activity:
+    found = session.scalar(
+        select(Activity).where(Activity.id == activity_id, readable_activities(actor))
+    )
+    if found is None:
+        raise NotFound(f"no activity with id {activity_id}", field="activity_id")
+    return found
+
+
+def require_activity_writer(actor: Actor | None) -> None:
+    if actor is not None and actor.role is not Role.admin and actor.role not in ACTIVITY_WRITERS:
+        raise Forbidden(f"a {actor.role} user cannot log activities")

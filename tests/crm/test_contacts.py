@@ -1,0 +1,155 @@
+"""Contacts: CRM fields on the identity-resolved person, lists, search, merges."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from patron.cli import app
+from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
+
+
+def test_crm_fields_are_edited_checked_and_audited(
+    client: TestClient, admin: User, make_person: MakePerson, make_user: MakeUser
+) -> None:
+    person = make_person("ann@example.com", name="Ann Lee")
+    rep = make_user("sales")
+    changed = client.patch(
+        f"/v1/contacts/{person}",
+        json={"owner_id": rep.id, "lifecycle_stage": "lead", "lead_status": "new", "tags": ["a"]},
+        headers=admin.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["owner_id"], body["lifecycle_stage"], body["tags"]) == (rep.id, "lead", ["a"])
+    for payload, status, field in [
+        ({"lifecycle_stage": "prospect"}, 400, "lifecycle_stage"),
+        ({"lead_status": "hot"}, 400, "lead_status"),
+        ({"owner_id": "nobody"}, 422, "owner_id"),
+        ({"tags": "vip"}, 422, "tags"),
+        ({"custom": {"x": 1}}, 400, "custom.x"),
+    ]:
+        answer = client.patch(f"/v1/contacts/{person}", json=payload, headers=admin.headers)
+        assert_error(answer, status, field)
+    audit = client.get(
+        f"/v1/audit?record_type=person&record_id={person}", headers=admin.headers
+    ).json()
+    assert audit["total"] == 1
+    assert audit["items"][0]["after"]["lifecycle_stage"] == "lead"
+    assert audit["items"][0]["before"]["lifecycle_stage"] is None
+    profile = client.get(f"/v1/persons/{person}", headers=admin.headers).json()
+    assert profile["lifecycle_stage"] == "lead"
+
+
+def test_search_by_name_email_phone_and_company(
+    client: TestClient, admin: User, make_person: MakePerson, tracker: Tracker
+) -> None:
+    ann = make_person("ann@example.com", name="Ann Lee", phone="+1 202 555 0143")
+    bob = make_person("bob@other.org", firstName="Bob", lastName="Stone")
+    tracker.send(
+        {
+            "type": "group",
+            "userId": "u-bob@other.org",
+            "groupId": "g1",
+            "traits": {"name": "Globex"},
+        }
+    )
+
+    def found(q: str) -> list[str]:
+        answer = client.get("/v1/contacts", params={"q": q}, headers=admin.headers)
+        assert answer.status_code == 200, answer.text
+        return [p["id"] for p in answer.json()["items"]]
+
+    assert found("ann") == [ann]
+    assert found("STONE") == [bob]
+    assert found("other.org") == [bob]
+    assert found("555-0143") == [ann]
+    assert found("globex bob") == [bob]
+    assert found("globex ann") == []
+    assert found("100%") == []
+
+
+def test_filters_on_crm_fields_traits_and_custom(
+    client: TestClient, admin: User, make_person: MakePerson
+) -> None:
+    client.post(
+        "/v1/custom-fields",
+        json={"record_type": "person", "key": "score", "type": "number"},
+        headers=admin.headers,
+    )
+    a = make_person("a@example.com", city="Paris")
+    b = make_person("b@example.com", city="Oslo")
+    h = admin.headers
+    client.patch(
+        f"/v1/contacts/{a}",
+        json={"lifecycle_stage": "customer", "custom": {"score": 7}, "tags": ["vip"]},
+        headers=h,
+    )
+    client.patch(
+        f"/v1/contacts/{b}", json={"lifecycle_stage": "lead", "custom": {"score": 2}}, headers=h
+    )
+
+    def ids(query: str) -> list[str]:
+        answer = client.get(f"/v1/contacts?{query}", headers=h)
+        assert answer.status_code == 200, answer.text
+        return [p["id"] for p in answer.json()["items"]]
+
+    assert ids("filter=lifecycle_stage:eq:customer") == [a]
+    assert ids("filter=lifecycle_stage:in:customer,lead&sort=custom.score") == [b, a]
+    assert ids("filter=traits.city:eq:Oslo") == [b]
+    assert ids("filter=tags:has:vip") == [a]
+    assert ids("filter=custom.score:lt:5") == [b]
+    assert ids("sort=-traits.city") == [a, b]
+
+
+def test_archive_restore_contacts(client: TestClient, admin: User, make_person: MakePerson) -> None:
+    person = make_person("c@example.com")
+    h = admin.headers
+    assert client.post(f"/v1/contacts/{person}/archive", headers=h).status_code == 200
+    assert_error(client.post(f"/v1/contacts/{person}/archive", headers=h), 409, "person_id")
+    assert client.get("/v1/contacts", headers=h).json()["total"] == 0
+    assert client.get("/v1/contacts?archived=true", headers=h).json()["total"] == 1
+    assert client.post(f"/v1/contacts/{person}/restore", headers=h).status_code == 200
+    assert client.get("/v1/contacts", headers=h).json()["total"] == 1
+
+
+def test_a_merge_fills_the_survivors_empty_fields_and_an_unmerge_gives_them_back(
+    client: TestClient, admin: User, make_person: MakePerson, make_user: MakeUser
+) -> None:
+    old = make_person("old@example.com")
+    new = make_person("new@example.com")
+    rep = make_user("sales")
+    h = admin.headers
+    client.patch(f"/v1/contacts/{old}", json={"lifecycle_stage": "lead", "tags": ["a"]}, headers=h)
+    client.patch(
+        f"/v1/contacts/{new}",
+        json={"lifecycle_stage": "customer", "owner_id": rep.id, "tags": ["b"]},
+        headers=h,
+    )
+    merge = client.post(f"/v1/persons/{old}/merge", json={"other_id": new}, headers=h)
+    assert merge.status_code == 200, merge.text
+    merged = client.get(f"/v1/contacts/{old}", headers=h).json()
+    assert (merged["owner_id"], merged["lifecycle_stage"]) == (rep.id, "customer")
+    assert merged["tags"] == ["a", "b"]
+    assert client.get("/v1/contacts", headers=h).json()["total"] == 1
+    undo = client.post(f"/v1/merges/{merge.json()['id']}/undo", json={}, headers=h)
+    assert undo.status_code == 200, undo.text
+    back = client.get(f"/v1/contacts/{new}", headers=h).json()
+    assert (back["owner_id"], back["lifecycle_stage"], back["tags"]) == (rep.id, "customer", ["b"])
+
+
+def test_export_people_carries_crm_fields(
+    client: TestClient, admin: User, make_person: MakePerson, cli: CliRunner, tmp_path: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    person = make_person("e@example.com")
+    client.patch(
+        f"/v1/contacts/{person}", json={"lifecycle_stage": "opportunity"}, headers=admin.headers
+    )
+    out = Path(str(tmp_path)) / "people.jsonl"
+    result = cli.invoke(app, ["export", "people", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["crm"]["lifecycle_stage"] == "opportunity"
