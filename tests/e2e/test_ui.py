@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from patron.auth import service as auth_service
 from patron.collect import service as collect_service
@@ -21,15 +21,6 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
 INJECTED = '<img src=x id="pwned" onerror="document.body.dataset.pwned=1">Sneaky'
 SCREENSHOT = Path(os.environ.get("PATRON_SCREENSHOT", "/tmp/patron-events.png"))
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1360, "height": 820})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
-    yield opened
-    context.close()
 
 
 @pytest.fixture
@@ -189,17 +180,17 @@ def test_a_person_shows_everything_and_a_manager_can_undo_a_merge(
     expect(page.get_by_role("heading", name="Léa Martin")).to_be_visible()
     expect(page.locator("ul.identities")).to_contain_text("anonymous_id tablet")
     expect(page.locator("table.traits").last).to_contain_text("lifetime_value")
-    expect(page.locator("table.events tbody tr")).to_have_count(4)
+    expect(page.locator("table.timeline tr.entry-event")).to_have_count(4)
     page.get_by_role("button", name="Undo merge").click()
     # The tablet visitor came first, so the merged profile had its id; it is alone again.
     expect(page.locator("li.merge")).to_contain_text("undone")
     expect(page.get_by_role("heading", name="Anonymous visitor")).to_be_visible()
     expect(page.locator("ul.identities")).not_to_contain_text("c-1")
-    expect(page.locator("table.events tbody tr")).to_have_count(1)
+    expect(page.locator("table.timeline tr.entry-event")).to_have_count(1)
     page.get_by_role("link", name="the other person →").click()
     expect(page.get_by_role("heading", name="Léa Martin")).to_be_visible()
     expect(page.locator("ul.identities")).not_to_contain_text("tablet")
-    expect(page.locator("table.events tbody tr")).to_have_count(3)
+    expect(page.locator("table.timeline tr.entry-event")).to_have_count(3)
     page.screenshot(path=str(SCREENSHOT.with_name("patron-person.png")), full_page=True)
 
 

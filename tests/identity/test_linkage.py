@@ -211,6 +211,8 @@ def test_the_review_queue_refuses_bad_requests_and_other_roles(
     bad_body = client.post("/v1/identity/match", json={"full": "sometimes"}, headers=admin_headers)
     assert bad_body.status_code == 422
     analyst = credentials.headers("analyst")
+    listed = client.get("/v1/identity/match/candidates", headers=analyst)
+    assert listed.status_code == 403
     assert client.post("/v1/identity/match", json={}, headers=analyst).status_code == 403
     assert client.post("/v1/identity/match/candidates/1/reject", headers=analyst).status_code == 403
     assert client.post("/v1/identity/match", json={}).status_code == 401

@@ -148,14 +148,15 @@ def run_matching(body: MatchRunIn, db: DB, actor: Steward, runtime: RuntimeDep) 
 @router.get("/identity/match/candidates", response_model=MatchCandidatePage)
 def list_match_candidates(
     db: DB,
-    _actor: CurrentActor,
+    _actor: Steward,
     limit: Limit = 50,
     cursor: Cursor = None,
     status: Annotated[
         str | None, Query(description="pending, merged, accepted or rejected; default: all")
     ] = None,
 ) -> MatchCandidatePage:
-    """Pairs of persons the matcher found alike, with the evidence of each field."""
+    """Pairs of persons the matcher found alike, with the evidence of each field (for
+    managers and admins: the evidence shows personal data from across the base)."""
     page = linkage.list_candidates(db, status=status, limit=limit, cursor=cursor)
     return MatchCandidatePage(
         items=[MatchCandidateOut.model_validate(c) for c in page.items],
@@ -165,7 +166,7 @@ def list_match_candidates(
 
 
 @router.get("/identity/match/candidates/{candidate_id}", response_model=MatchCandidateOut)
-def get_match_candidate(candidate_id: int, db: DB, _actor: CurrentActor) -> MatchCandidate:
+def get_match_candidate(candidate_id: int, db: DB, _actor: Steward) -> MatchCandidate:
     """One pair with its evidence."""
     return linkage.get_candidate(db, candidate_id)
 

@@ -28,7 +28,10 @@ from patron.auth.service import Actor
 from patron.collect import service as collect_service
 from patron.collect.catalog import catalog_for
 from patron.core.errors import InvalidInput, PatronError, Unauthenticated
+from patron.core.pagination import ListQuery
 from patron.core.web import DB, Limit, RuntimeDep
+from patron.crm import deals as crm_deals
+from patron.crm import timeline as crm_timeline
 from patron.identity import linkage
 from patron.identity import service as identity_service
 from patron.identity.models import Person
@@ -91,7 +94,7 @@ def _query(**params: str | None) -> str:
     return urlencode({k: v for k, v in params.items() if v})
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     # Only paths on this site: "//host" and "/\host" would send the browser elsewhere.
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
@@ -107,7 +110,7 @@ def home(request: Request, db: DB) -> Response:
 @router.get("/login")
 def login_form(request: Request, next: QueryText = None) -> Response:
     """The sign-in form."""
-    return render(request, "login.html", next=_safe_next(next), email="", error=None)
+    return render(request, "login.html", next=safe_next(next), email="", error=None)
 
 
 @router.post("/login")
@@ -124,12 +127,12 @@ def login(
         user = auth_service.authenticate(db, email=email, password=password)
     except Unauthenticated as exc:
         return render(
-            request, "login.html", 401, next=_safe_next(next), email=email, error=exc.message
+            request, "login.html", 401, next=safe_next(next), email=email, error=exc.message
         )
     settings = runtime.settings
     cookie = auth_service.create_login_session(db, user=user, days=settings.session_days)
     db.commit()
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookie(response, cookie, settings.session_days, settings.cookie_secure)
     return response
 
@@ -295,6 +298,9 @@ def duplicates(request: Request, db: DB, cursor: QueryText = None) -> Response:
     if actor is None:
         return to_login(request)
     try:
+        # The evidence shows names, birth dates and addresses across the whole base: the
+        # queue is for data stewards (managers and admins), as in the API.
+        actor.require(*STEWARDS)
         page = linkage.list_candidates(db, status="pending", limit=25, cursor=cursor or None)
     except PatronError as exc:
         return render(request, "error.html", exc.status, actor=actor, error=exc)
@@ -355,31 +361,37 @@ def decide_duplicate(
 
 @router.get("/people/{person_id}")
 def person(request: Request, db: DB, person_id: uuid.UUID, cursor: QueryText = None) -> Response:
-    """One person: traits with their sources, identities, companies, merges, timeline."""
+    """One person: traits with their sources, identities, companies, merges, CRM fields and
+    deals, and one timeline of events, activities and changes; log a call, note or task."""
     actor = signed_in(request, db)
     if actor is None:
         return to_login(request)
     try:
         visible_person(db, actor, person_id)
         profile = profile_service.get_profile(db, person_id, with_lineage=True)
-        events = profile_service.timeline(db, profile.person.id, limit=50, cursor=cursor or None)
+        if profile.person.id != person_id:  # a merged person's id: show the survivor
+            return RedirectResponse(f"/people/{profile.person.id}", status_code=303)
+        scope = crm_timeline.person_scope(db, actor, person_id)
+        entries = crm_timeline.timeline(db, actor=actor, scope=scope, limit=50, cursor=cursor)
+        query = ListQuery(filters=(f"person_id:eq:{person_id}",), limit=50)
+        person_deals = crm_deals.list_deals(db, actor=actor, query=query).items
     except PatronError as exc:
         return render(request, "error.html", exc.status, actor=actor, error=exc)
-    if profile.person.id != person_id:  # a merged person's id: show the survivor
-        return RedirectResponse(f"/people/{profile.person.id}", status_code=303)
-    sources = {s.id: s.name for s in collect_service.list_sources(db)}
+    owner = profile.person.owner_id
     older = (
-        f"/people/{person_id}?{_query(cursor=events.next_cursor)}" if events.next_cursor else None
+        f"/people/{person_id}?{_query(cursor=entries.next_cursor)}" if entries.next_cursor else None
     )
     return render(
         request,
         "person.html",
         actor=actor,
         profile=profile,
-        events=events,
-        sources=sources,
+        entries=entries,
+        deals=person_deals,
+        owner=auth_service.get_user(db, owner).email if owner else None,
         older=older,
         may_unmerge=actor.role in (Role.admin, *STEWARDS),
+        sources={s.id: s.name for s in collect_service.list_sources(db)},
     )
 
 
