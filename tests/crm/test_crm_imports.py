@@ -7,11 +7,12 @@ import csv
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from patron.cli import app
-from tests.conftest import MakeUser, User, run_json
+from tests.conftest import MakePerson, MakeUser, Tracker, User, run_json
 
 
 def write_csv(path: Path, rows: list[list[Any]]) -> Path:
@@ -199,3 +200,220 @@ def test_non_utf8_rows_are_rejected_and_the_rest_land(
     assert (result["created"], result["rejected"]) == (1, 1)
     assert rejections(result)[2].startswith("invalid_utf8")
     assert set(companies_of(client, admin)) == {"plain.com"}
+
+
+# --- deals -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipelines(client: TestClient, admin: User) -> dict[str, dict[str, Any]]:
+    made = {}
+    for name, stages in (("Sales", ["Lead", "Proposal", "Won"]), ("Renewals", ["Due"])):
+        answer = client.post(
+            "/v1/pipelines",
+            json={
+                "name": name,
+                "stages": [{"name": s, "probability": 10 * (i + 1)} for i, s in enumerate(stages)],
+            },
+            headers=admin.headers,
+        )
+        assert answer.status_code == 201, answer.text
+        made[name] = answer.json()
+    return made
+
+
+def deals_of(client: TestClient, user: User) -> dict[str, dict[str, Any]]:
+    answer = client.get("/v1/deals?limit=200", headers=user.headers)
+    assert answer.status_code == 200, answer.text
+    return {d["name"]: d for d in answer.json()["items"]}
+
+
+def test_deals_are_created_then_updated_by_external_id(
+    cli: CliRunner,
+    client: TestClient,
+    admin: User,
+    make_user: MakeUser,
+    make_person: MakePerson,
+    pipelines: dict[str, dict[str, Any]],
+    tracker: Tracker,
+    tmp_path: Path,
+) -> None:
+    rep = make_user("sales")
+    ann = make_person("ann@example.com")
+    acme = client.post(
+        "/v1/companies", json={"name": "Acme", "domain": "acme.com"}, headers=admin.headers
+    ).json()
+    header = ["id", "Deal", "amount", "currency", "stage", "contact", "company", "close"]
+    path = write_csv(
+        tmp_path / "deals.csv",
+        [
+            header,
+            [
+                "D-1",
+                "Acme renewal",
+                "1200.50",
+                "eur",
+                "Proposal",
+                "Ann@Example.com",
+                "www.acme.com",
+                "2027-03-31",
+            ],
+            ["D-2", "Small one", "", "", "", "", "", ""],
+        ],
+    )
+    args = ["import", "deals", str(path), "--pipeline", "Sales", "--id-column", "id"]
+    maps = [
+        "--map",
+        "Deal=name",
+        "--map",
+        "contact=person_email",
+        "--map",
+        "company=company_domain",
+    ]
+    maps += ["--map", "close=expected_close_date", "--owner", rep.email]
+    first = run_json(cli, *args, *maps)
+    assert (first["created"], first["updated"], first["rejected"]) == (2, 0, 0), first
+    found = deals_of(client, admin)
+    deal = found["Acme renewal"]
+    assert (deal["amount"], deal["currency"]) == ("1200.5000", "EUR")
+    assert deal["stage_id"] == pipelines["Sales"]["stages"][1]["id"]
+    assert (deal["person_id"], deal["company_id"]) == (ann, acme["id"])
+    assert deal["expected_close_date"] == "2027-03-31"
+    assert deal["owner_id"] == rep.id
+    assert found["Small one"]["stage_id"] == pipelines["Sales"]["stages"][0]["id"]
+    tracker.process()
+    timeline = client.get(f"/v1/contacts/{ann}/timeline", headers=admin.headers).json()
+    assert [i["title"] for i in timeline["items"]] == ["Deal Created", "identify"]
+
+    again = run_json(cli, *args, *maps)
+    assert (again["created"], again["updated"], again["duplicates"]) == (0, 0, 2)
+
+    write_csv(
+        path,
+        [
+            [*header, "status"],
+            ["D-1", "Acme renewal", "1500", "EUR", "Won", "", "", "", "won"],
+            ["D-2", "Small one", "", "", "", "", "", "", ""],
+        ],
+    )
+    changed = run_json(cli, *args, *maps, "--map", "status=status")
+    assert (changed["created"], changed["updated"], changed["duplicates"]) == (0, 1, 1)
+    after = deals_of(client, admin)
+    assert len(after) == 2
+    won = after["Acme renewal"]
+    assert (won["id"], won["amount"], won["status"]) == (deal["id"], "1500.0000", "won")
+    history = client.get(f"/v1/deals/{deal['id']}/stages", headers=admin.headers).json()
+    assert [h["stage"] for h in history] == ["Proposal", "Won"]
+
+
+def test_bad_deal_rows_are_rejected_with_line_numbers(
+    cli: CliRunner,
+    client: TestClient,
+    admin: User,
+    pipelines: dict[str, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    client.post(
+        "/v1/custom-fields",
+        json={"record_type": "deal", "key": "seats", "type": "number"},
+        headers=admin.headers,
+    )
+    path = write_csv(
+        tmp_path / "deals.csv",
+        [
+            ["id", "name", "amount", "currency", "stage", "seats", "company_domain"],
+            ["1", "Good", "10", "USD", "Lead", "3", ""],  # line 2
+            ["2", "Unknown stage", "", "", "Nowhere", "", ""],  # 3
+            ["3", "Other pipeline", "", "", "Due", "", ""],  # 4
+            ["4", "Text amount", "ten", "USD", "", "", ""],  # 5
+            ["5", "Negative", "-5", "USD", "", "", ""],  # 6
+            ["6", "Bad currency", "5", "XYZ", "", "", ""],  # 7
+            ["7", "Bad seats", "", "", "", "many", ""],  # 8
+            ["1", "Twice", "", "", "", "", ""],  # 9: the id of line 2
+            ["", "No id", "", "", "", "", ""],  # 10
+            ["8", "No company", "", "", "", "", "nowhere.com"],  # 11
+            ["9", "Also good", "", "", "", "", ""],  # 12
+        ],
+    )
+    args = ["import", "deals", str(path), "--pipeline", "Sales", "--id-column", "id"]
+    result = run_json(cli, *args, "--map", "seats=custom.seats")
+    assert (result["created"], result["rejected"]) == (2, 9), result
+    refused = rejections(result)
+    assert sorted(refused) == [3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert "stage" in refused[3]
+    assert "Nowhere" in refused[3]
+    assert "Renewals" in refused[4]
+    assert "amount" in refused[5]
+    assert "amount" in refused[6]
+    assert "currency" in refused[7]
+    assert "custom.seats" in refused[8]
+    assert refused[9].startswith("duplicate_in_file")
+    assert refused[10].startswith("missing_record_id")
+    assert "company_domain" in refused[11]
+    assert set(deals_of(client, admin)) == {"Good", "Also good"}
+    assert deals_of(client, admin)["Good"]["custom"] == {"seats": 3}
+
+
+def test_deal_dry_run_and_refusals(
+    cli: CliRunner,
+    client: TestClient,
+    admin: User,
+    pipelines: dict[str, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    path = write_csv(
+        tmp_path / "deals.csv", [["id", "name", "stage"], ["1", "A", "Lead"], ["2", "B", "?"]]
+    )
+    args = ["import", "deals", str(path), "--pipeline", "Sales", "--id-column", "id"]
+    dry = run_json(cli, *args, "--dry-run")
+    assert (dry["created"], dry["updated"], dry["rejected"], dry["dry_run"]) == (1, 0, 1, True)
+    assert deals_of(client, admin) == {}
+    no_pipeline = cli.invoke(
+        app, ["import", "deals", str(path), "--pipeline", "X", "--id-column", "id"]
+    )
+    assert no_pipeline.exit_code == 1
+    assert "no pipeline named 'X'" in no_pipeline.output
+    no_id = cli.invoke(
+        app, ["import", "deals", str(path), "--pipeline", "Sales", "--id-column", "ref"]
+    )
+    assert no_id.exit_code == 1
+    assert "no column 'ref'" in no_id.output
+    real = run_json(cli, *args)
+    assert (real["created"], real["rejected"]) == (1, 1)
+    assert set(deals_of(client, admin)) == {"A"}
+
+
+# --- people dry runs -------------------------------------------------------------------
+
+
+def test_people_dry_run_counts_creates_and_updates_without_writing(
+    cli: CliRunner,
+    client: TestClient,
+    admin: User,
+    make_person: MakePerson,
+    tracker: Tracker,
+    tmp_path: Path,
+) -> None:
+    make_person("known@example.com")
+    path = write_csv(
+        tmp_path / "people.csv",
+        [
+            ["id", "email", "name"],
+            ["1", "known@example.com", "Known"],
+            ["2", "new@example.com", "New"],
+            ["", "", "Nobody"],
+        ],
+    )
+    args = ["import", "people", str(path), "--source", "Old CRM", "--id-column", "id"]
+    dry = run_json(cli, *args, "--dry-run")
+    assert dry["dry_run"] is True
+    assert (dry["created"], dry["updated"], dry["rejected"], dry["accepted"]) == (1, 1, 1, 0)
+    assert list(rejections(dry)) == [4]
+    events = client.get("/v1/events?source=Old CRM", headers=admin.headers)
+    assert events.status_code == 200
+    assert events.json()["total"] == 0
+    real = run_json(cli, *args)
+    assert (real["accepted"], real["rejected"]) == (2, 1)
+    tracker.process()
+    rerun = run_json(cli, *args, "--dry-run")
+    assert (rerun["created"], rerun["updated"], rerun["duplicates"]) == (0, 0, 2)
