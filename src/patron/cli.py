@@ -398,12 +398,11 @@ def run_file_import(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     from patron.collect import imports
-    from patron.crm.events import crm_source
 
     runtime = start_runtime()
     with runtime.sessions() as db:
         if source is None:
-            found, created = crm_source(db), False
+            found, created = imports.RECORD_KINDS[kind].source(db), False
         else:
             found, created = imports.source_for_import(db, source, create=True)
         imp = imports.create_import(

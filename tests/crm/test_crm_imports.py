@@ -4,6 +4,7 @@ bad rows rejected with their line numbers while good rows land, dry runs write n
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +418,63 @@ def test_people_dry_run_counts_creates_and_updates_without_writing(
     tracker.process()
     rerun = run_json(cli, *args, "--dry-run")
     assert (rerun["created"], rerun["updated"], rerun["duplicates"]) == (0, 0, 2)
+
+
+# --- through the API -------------------------------------------------------------------
+
+
+def upload(client: TestClient, user: User, content: bytes, **form: str) -> dict[str, Any]:
+    """Upload a CSV to ``POST /v1/imports`` and wait for the background run to end."""
+    files = {"file": ("upload.csv", content, "text/csv")}
+    made = client.post("/v1/imports", files=files, data=form, headers=user.headers)
+    assert made.status_code == 202, made.text
+    status: dict[str, Any] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = client.get(f"/v1/imports/{made.json()['id']}", headers=user.headers).json()
+        if status["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    return status
+
+
+def test_api_imports_companies_and_deals_as_the_caller_with_dry_runs(
+    client: TestClient,
+    admin: User,
+    make_user: MakeUser,
+    pipelines: dict[str, dict[str, Any]],
+) -> None:
+    manager = make_user("manager")
+    content = b"name,domain,size\nAcme,acme.com,10\nBroken,,\n"
+    dry = upload(client, manager, content, kind="companies", dry_run="true")
+    assert dry["status"] == "done", dry
+    assert (dry["dry_run"], dry["created"], dry["rejected"], dry["rows_read"]) == (
+        True,
+        1,
+        1,
+        2,
+    )
+    assert dry["bytes_read"] == dry["bytes_total"] == len(content)
+    assert companies_of(client, admin) == {}
+    done = upload(client, manager, content, kind="companies")
+    assert (done["dry_run"], done["created"], done["accepted"]) == (False, 1, 1)
+    acme = companies_of(client, admin)["acme.com"]
+    assert acme["owner_id"] == manager.id  # written as the caller
+    page = client.get(f"/v1/imports/{done['id']}/rejections", headers=manager.headers).json()
+    assert [(r["line"], r["code"]) for r in page["items"]] == [(3, "invalid_input")]
+
+    deals = b"ref,name,stage,company_domain\nR1,Big,Proposal,acme.com\n"
+    made = upload(client, manager, deals, kind="deals", pipeline="Sales", id_column="ref")
+    assert (made["status"], made["created"]) == ("done", 1), made
+    assert deals_of(client, admin)["Big"]["company_id"] == acme["id"]
+
+    marketing = make_user("marketing")  # may import people, may not change deals
+    files = {"file": ("d.csv", deals, "text/csv")}
+    form = {"kind": "deals", "pipeline": "Sales", "id_column": "ref"}
+    refused = client.post("/v1/imports", files=files, data=form, headers=marketing.headers)
+    assert refused.status_code == 403, refused.text
+    no_pipeline = client.post(
+        "/v1/imports", files=files, data={**form, "pipeline": ""}, headers=manager.headers
+    )
+    assert no_pipeline.status_code == 400
+    assert no_pipeline.json()["field"] == "pipeline"

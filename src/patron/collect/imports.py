@@ -103,8 +103,10 @@ class RecordKind:
     refuses bad options (a 400) and returns the options to keep. ``write_chunk`` writes one
     chunk of rows in the caller's transaction and returns the rejected ones; a dry run rolls
     that transaction back, so it goes through exactly the same checks as a real run.
+    ``source`` is the source such imports are recorded under.
     """
 
+    source: Callable[[Session], Source]
     check: Callable[[Session, list[str], dict[str, Any]], dict[str, Any]]
     write_chunk: Callable[[Session, Import, list[_Record], ImportProgress], list[Rejected]]
 

@@ -40,6 +40,7 @@ from patron.core.errors import InvalidInput, PatronError
 from patron.crm import companies, deals
 from patron.crm import fields as custom_fields
 from patron.crm.access import DEAL, RECORD_TYPE, require_deal_writer, require_writer
+from patron.crm.events import crm_source
 from patron.crm.models import Company, Deal, Pipeline, Stage
 from patron.identity.models import Identity, Person
 
@@ -105,18 +106,12 @@ def _owner(session: Session, email: Any) -> uuid.UUID | None:
 
 
 def _actor(options: dict[str, Any]) -> Actor | None:
-    """Who the rows are written as: the API caller, or the system (the CLI) when None."""
+    """Who the rows are written as: the API caller (kept in the options by
+    :mod:`patron.collect.imports_api`), or the system (the CLI) when None."""
     given = options.get("actor")
     if not given:
         return None
     return Actor(uuid.UUID(given["user_id"]), given["email"], Role(given["role"]))
-
-
-def actor_option(actor: Actor | None) -> dict[str, Any] | None:
-    """An actor as kept in an import's options, so a background run writes as them."""
-    if actor is None:
-        return None
-    return {"user_id": str(actor.user_id), "email": actor.email, "role": actor.role.value}
 
 
 def _check_companies(
@@ -444,6 +439,8 @@ def _write_deals(
 
 
 KINDS = {
-    "companies": RecordKind(check=_check_companies, write_chunk=_write_companies),
-    "deals": RecordKind(check=_check_deals, write_chunk=_write_deals),
+    "companies": RecordKind(
+        source=crm_source, check=_check_companies, write_chunk=_write_companies
+    ),
+    "deals": RecordKind(source=crm_source, check=_check_deals, write_chunk=_write_deals),
 }
