@@ -488,6 +488,68 @@ def export_people(
         console.print(f"wrote {count} people to {output}")
 
 
+ExportFilter = Annotated[
+    list[str] | None,
+    typer.Option("--filter", help="FIELD:OP:VALUE (repeatable), as the list API takes it."),
+]
+ExportSort = Annotated[str | None, typer.Option("--sort", help="Fields, -desc: name,-size.")]
+ExportSearch = Annotated[str | None, typer.Option("--q", help="Words that must all match.")]
+
+
+@export_app.command("companies")
+def export_companies(
+    output: Annotated[Path, typer.Argument(help="CSV file to write; - for stdout.")],
+    filters: ExportFilter = None,
+    sort: ExportSort = None,
+    search: ExportSearch = None,
+    archived: Annotated[bool, typer.Option("--archived", help="The archived ones.")] = False,
+) -> None:
+    """Write the (filtered) company list as CSV, custom fields as custom.KEY columns."""
+    write_csv_export(output, "companies", filters, sort, search, archived=archived)
+
+
+@export_app.command("deals")
+def export_deals(
+    output: Annotated[Path, typer.Argument(help="CSV file to write; - for stdout.")],
+    filters: ExportFilter = None,
+    sort: ExportSort = None,
+    search: ExportSearch = None,
+) -> None:
+    """Write the (filtered) deal list as CSV, custom fields as custom.KEY columns."""
+    write_csv_export(output, "deals", filters, sort, search)
+
+
+def write_csv_export(
+    output: Path,
+    kind: str,
+    filters: list[str] | None,
+    sort: str | None,
+    search: str | None,
+    *,
+    archived: bool = False,
+) -> None:
+    """Stream a CRM list as CSV, as the system (every record), with the API's filters."""
+    import sys
+
+    from patron.core.pagination import ListQuery
+    from patron.crm.exports import export_csv
+
+    runtime = start_runtime()
+    query = ListQuery(filters=list(filters or []), sort=sort)
+    rows = export_csv(
+        runtime.readers, kind=kind, actor=None, query=query, search=search, archived=archived
+    )
+    count = -1  # the header
+    if str(output) == "-":
+        for count, line in enumerate(rows, start=-1):  # noqa: B007
+            sys.stdout.write(line)
+        return
+    with output.open("w", newline="", encoding="utf-8") as handle:
+        for count, line in enumerate(rows, start=-1):  # noqa: B007
+            handle.write(line)
+    console.print(f"wrote {count} {kind} to {output}")
+
+
 @identity_app.command("merges")
 def identity_merges(
     person: Annotated[str, typer.Argument(help="A person id.")],

@@ -4,6 +4,7 @@ bad rows rejected with their line numbers while good rows land, dry runs write n
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -478,3 +479,60 @@ def test_api_imports_companies_and_deals_as_the_caller_with_dry_runs(
     )
     assert no_pipeline.status_code == 400
     assert no_pipeline.json()["field"] == "pipeline"
+
+
+# --- exports ---------------------------------------------------------------------------
+
+
+def test_deal_export_honours_filters_and_a_sales_users_visibility(
+    cli: CliRunner,
+    client: TestClient,
+    admin: User,
+    make_user: MakeUser,
+    pipelines: dict[str, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    rep = make_user("sales")
+    sales = pipelines["Sales"]["id"]
+    for user, name, amount in ((rep, "Mine", 10), (rep, "Mine too", 500), (admin, "Theirs", 90)):
+        made = client.post(
+            "/v1/deals",
+            json={"name": name, "pipeline_id": sales, "amount": amount, "currency": "EUR"},
+            headers=user.headers,
+        )
+        assert made.status_code == 201, made.text
+    answer = client.get("/v1/deals/export.csv?sort=name", headers=rep.headers)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert [r["name"] for r in rows] == ["Mine", "Mine too"]  # not the admin's deal
+    assert rows[0]["amount"] == "10"  # exact, normalised as in the audit log
+    big = client.get("/v1/deals/export.csv?filter=amount:gt:50&sort=name", headers=admin.headers)
+    assert [r["name"] for r in csv.DictReader(io.StringIO(big.text))] == ["Mine too", "Theirs"]
+    bad = client.get("/v1/deals/export.csv?filter=nope:eq:1", headers=admin.headers)
+    assert bad.status_code == 400
+
+    out = tmp_path / "deals.csv"
+    result = cli.invoke(
+        app, ["export", "deals", str(out), "--filter", "amount:lt:100", "--sort", "-name"]
+    )
+    assert result.exit_code == 0, result.output
+    with out.open(newline="") as handle:
+        assert [r["name"] for r in csv.DictReader(handle)] == ["Theirs", "Mine"]
+    companies = tmp_path / "companies.csv"
+    client.post("/v1/companies", json={"name": "A", "domain": "a.com"}, headers=admin.headers)
+    result = cli.invoke(app, ["export", "companies", str(companies), "--q", "a.com"])
+    assert result.exit_code == 0, result.output
+    with companies.open(newline="") as handle:
+        assert [r["domain"] for r in csv.DictReader(handle)] == ["a.com"]
+
+
+def test_an_exported_company_list_imports_back_unchanged(
+    cli: CliRunner, client: TestClient, admin: User, tmp_path: Path
+) -> None:
+    for name, domain in (("A", "a.com"), ("B", "b.com")):
+        client.post("/v1/companies", json={"name": name, "domain": domain}, headers=admin.headers)
+    out = tmp_path / "companies.csv"
+    assert cli.invoke(app, ["export", "companies", str(out)]).exit_code == 0
+    result = run_json(cli, "import", "companies", str(out), "--map", "id=-", "--dry-run")
+    assert (result["created"], result["updated"], result["duplicates"]) == (0, 0, 2), result
