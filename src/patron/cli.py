@@ -44,8 +44,10 @@ app = typer.Typer(cls=PatronGroup, no_args_is_help=True, add_completion=False, h
 sources_app = typer.Typer(no_args_is_help=True, help="Sources and their write keys.")
 users_app = typer.Typer(no_args_is_help=True, help="Users and roles.")
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens for the management API.")
-import_app = typer.Typer(no_args_is_help=True, help="Import files of events or people.")
-export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL.")
+import_app = typer.Typer(
+    no_args_is_help=True, help="Import files of events, people, companies or deals."
+)
+export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL or CSV.")
 identity_app = typer.Typer(no_args_is_help=True, help="Merges, unmerges and matching.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
@@ -272,6 +274,24 @@ ImportSource = Annotated[
 ]
 
 
+DryRun = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Check every row and count what would change; write nothing."),
+]
+RecordMap = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="COLUMN=TARGET (repeatable), or - to skip a column. Columns named like a target "
+        "need no mapping; other unmapped columns are ignored.",
+    ),
+]
+Owner = Annotated[
+    str | None,
+    typer.Option("--owner", help="Email of the user who owns new records without an owner column."),
+]
+
+
 @import_app.command("events")
 def import_events(file: ImportFile, source: ImportSource, as_json: JsonFlag = False) -> None:
     """Import a JSONL file of Segment messages (one a line, each with its type)."""
@@ -298,6 +318,7 @@ def import_people(
     file_format: Annotated[
         str | None, typer.Option("--format", help="csv or jsonl (default: from the extension).")
     ] = None,
+    dry_run: DryRun = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import people from a CSV (with a header row) or JSONL file as identify messages."""
@@ -311,18 +332,79 @@ def import_people(
         file_format=file_format,
         id_column=id_column,
         mapping=parse_map_options(mapping or []),
+        dry_run=dry_run,
     )
 
 
-def run_file_import(file: Path, *, source: str, kind: str, as_json: bool, **options: Any) -> None:
-    """Record the import, run it with a progress bar on stderr, and print the summary."""
+@import_app.command("companies")
+def import_companies(
+    file: ImportFile,
+    mapping: RecordMap = None,
+    owner: Owner = None,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import companies from a CSV, upserted by domain. Targets: name, domain, industry,
+    size, owner (a user's email), tags (a;b), custom.KEY."""
+    from patron.collect.imports import parse_map_options
+
+    run_file_import(
+        file,
+        source=None,
+        kind="companies",
+        as_json=as_json,
+        mapping=parse_map_options(mapping or []),
+        dry_run=dry_run,
+        extra={"owner": owner},
+    )
+
+
+@import_app.command("deals")
+def import_deals(
+    file: ImportFile,
+    pipeline: Annotated[str, typer.Option("--pipeline", help="Name of the deals' pipeline.")],
+    id_column: Annotated[
+        str, typer.Option("--id-column", help="Column of the deal's id in the file's system.")
+    ],
+    mapping: RecordMap = None,
+    owner: Owner = None,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import deals from a CSV, upserted by the id column. Targets: name, amount, currency,
+    stage (by name), status, lost_reason, expected_close_date, owner (email), person_email,
+    person_user_id, company_domain, custom.KEY."""
+    from patron.collect.imports import parse_map_options
+
+    run_file_import(
+        file,
+        source=None,
+        kind="deals",
+        as_json=as_json,
+        id_column=id_column,
+        mapping=parse_map_options(mapping or []),
+        dry_run=dry_run,
+        extra={"owner": owner, "pipeline": pipeline},
+    )
+
+
+def run_file_import(
+    file: Path, *, source: str | None, kind: str, as_json: bool, **options: Any
+) -> None:
+    """Record the import, run it with a progress bar on stderr, and print the summary.
+
+    Companies and deals (``source`` None) come from the built-in CRM source and are
+    written as the system."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     from patron.collect import imports
 
     runtime = start_runtime()
     with runtime.sessions() as db:
-        found, created = imports.source_for_import(db, source, create=True)
+        if source is None:
+            found, created = imports.RECORD_KINDS[kind].source(db), False
+        else:
+            found, created = imports.source_for_import(db, source, create=True)
         imp = imports.create_import(
             db, source=found, kind=kind, path=file, filename=str(file), **options
         )
@@ -349,17 +431,32 @@ def run_file_import(file: Path, *, source: str, kind: str, as_json: bool, **opti
         "accepted": done.accepted,
         "duplicates": done.duplicates,
         "rejected": done.rejected,
+        "created": done.created,
+        "updated": done.updated,
+        "dry_run": done.dry_run,
+        "ignored_columns": done.options.get("ignored_columns", []),
         "report_path": done.report_path,
     }
-    emit(
-        summary,
-        as_json=as_json,
-        human=f"import {done.status}: {done.rows_read} rows, {done.accepted} stored, "
-        f"{done.duplicates} already there, {done.rejected} rejected"
-        + (f"\n  rejected rows: {done.report_path}" if done.rejected else ""),
-    )
+    emit(summary, as_json=as_json, human=_import_summary(done))
     if done.status != "done":
         raise fail(f"the import failed: {done.error}")
+
+
+def _import_summary(done: Any) -> str:
+    would = "would be " if done.dry_run else ""
+    if done.kind == "events" or (done.kind == "people" and not done.dry_run):
+        counts = f"{done.accepted} stored, {done.duplicates} already there"
+    else:
+        counts = (
+            f"{done.created} {would}created, {done.updated} {would}updated, "
+            f"{done.duplicates} unchanged"
+        )
+    text = f"import {done.status}{' (dry run)' if done.dry_run else ''}: {done.rows_read} rows, "
+    text += f"{counts}, {done.rejected} rejected"
+    ignored = done.options.get("ignored_columns")
+    if ignored:
+        text += f"\n  columns not imported: {', '.join(ignored)}"
+    return text + (f"\n  rejected rows: {done.report_path}" if done.rejected else "")
 
 
 @export_app.command("events")
@@ -389,6 +486,68 @@ def export_people(
         count = run_export(db, output=output)
     if str(output) != "-":
         console.print(f"wrote {count} people to {output}")
+
+
+ExportFilter = Annotated[
+    list[str] | None,
+    typer.Option("--filter", help="FIELD:OP:VALUE (repeatable), as the list API takes it."),
+]
+ExportSort = Annotated[str | None, typer.Option("--sort", help="Fields, -desc: name,-size.")]
+ExportSearch = Annotated[str | None, typer.Option("--q", help="Words that must all match.")]
+
+
+@export_app.command("companies")
+def export_companies(
+    output: Annotated[Path, typer.Argument(help="CSV file to write; - for stdout.")],
+    filters: ExportFilter = None,
+    sort: ExportSort = None,
+    search: ExportSearch = None,
+    archived: Annotated[bool, typer.Option("--archived", help="The archived ones.")] = False,
+) -> None:
+    """Write the (filtered) company list as CSV, custom fields as custom.KEY columns."""
+    write_csv_export(output, "companies", filters, sort, search, archived=archived)
+
+
+@export_app.command("deals")
+def export_deals(
+    output: Annotated[Path, typer.Argument(help="CSV file to write; - for stdout.")],
+    filters: ExportFilter = None,
+    sort: ExportSort = None,
+    search: ExportSearch = None,
+) -> None:
+    """Write the (filtered) deal list as CSV, custom fields as custom.KEY columns."""
+    write_csv_export(output, "deals", filters, sort, search)
+
+
+def write_csv_export(
+    output: Path,
+    kind: str,
+    filters: list[str] | None,
+    sort: str | None,
+    search: str | None,
+    *,
+    archived: bool = False,
+) -> None:
+    """Stream a CRM list as CSV, as the system (every record), with the API's filters."""
+    import sys
+
+    from patron.core.pagination import ListQuery
+    from patron.crm.exports import export_csv
+
+    runtime = start_runtime()
+    query = ListQuery(filters=list(filters or []), sort=sort)
+    rows = export_csv(
+        runtime.readers, kind=kind, actor=None, query=query, search=search, archived=archived
+    )
+    count = -1  # the header
+    if str(output) == "-":
+        for count, line in enumerate(rows, start=-1):  # noqa: B007
+            sys.stdout.write(line)
+        return
+    with output.open("w", newline="", encoding="utf-8") as handle:
+        for count, line in enumerate(rows, start=-1):  # noqa: B007
+            handle.write(line)
+    console.print(f"wrote {count} {kind} to {output}")
 
 
 @identity_app.command("merges")

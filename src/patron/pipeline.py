@@ -22,13 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.collect.catalog import record_in_catalog
-from patron.collect.imports import CUSTOM_VALUES
+from patron.collect.imports import CUSTOM_VALUES, PERSON_CLASSIFIER, RECORD_KINDS
 from patron.collect.models import Event, ProcessingCursor
 from patron.collect.service import record_event_keys
 from patron.core.clock import utcnow
 from patron.core.db import write_turn
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
+from patron.crm import imports as crm_imports
 from patron.crm.contacts import fill_from_merged, import_checker, record_custom_values
 from patron.crm.inbound import attach_waiting_activities
 from patron.crm.service import forget_links, move_links, record_groups
@@ -84,6 +85,8 @@ HOOKS.merged[:] = [move_traits, move_computed, move_links, fill_from_merged]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
 HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]
+PERSON_CLASSIFIER[:] = [identity.import_classifier]
+RECORD_KINDS.update(crm_imports.KINDS)
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:

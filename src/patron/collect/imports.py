@@ -88,6 +88,36 @@ CUSTOM = "custom."
 CustomValues = Callable[[dict[str, Any]], dict[str, Any]]
 CUSTOM_VALUES: list[Callable[[Session], CustomValues]] = []
 
+# A people dry run asks, per message, whether it would create a person, update one, or
+# change nothing: "create", "update" or "unchanged". Identity, above this module, registers
+# the factory (patron.pipeline); it is made once per chunk, with the rules of the moment.
+PersonClassifier = Callable[[uuid.UUID, dict[str, Any]], str]
+PERSON_CLASSIFIER: list[Callable[[Session, Settings], PersonClassifier]] = []
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """An import of CRM records (companies, deals), which the CRM registers here.
+
+    ``check`` is called when the import is created, with the CSV header and the options; it
+    refuses bad options (a 400) and returns the options to keep. ``write_chunk`` writes one
+    chunk of rows in the caller's transaction and returns the rejected ones; a dry run rolls
+    that transaction back, so it goes through exactly the same checks as a real run.
+    ``source`` is the source such imports are recorded under.
+    """
+
+    source: Callable[[Session], Source]
+    check: Callable[[Session, list[str], dict[str, Any]], dict[str, Any]]
+    write_chunk: Callable[[Session, Import, list[_Record], ImportProgress], list[Rejected]]
+
+
+RECORD_KINDS: dict[str, RecordKind] = {}
+
+
+def import_kinds() -> tuple[str, ...]:
+    """Every kind of import: events and people, and the CRM's record kinds."""
+    return (*KINDS, *RECORD_KINDS)
+
 
 @dataclass
 class ImportProgress:
@@ -99,6 +129,8 @@ class ImportProgress:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    created: int = 0
+    updated: int = 0
 
 
 ProgressCallback = Callable[[ImportProgress], None]
@@ -114,6 +146,9 @@ class _Record:
     error: tuple[str, str] | None = None
 
 
+Record = _Record  # public name, for the record kinds registered from above
+
+
 @dataclass
 class _Bytes:
     read: int = 0
@@ -127,6 +162,9 @@ class _PeoplePlan:
     id_column: str | None
     mapping: dict[str, str] = field(default_factory=dict)
     custom: CustomValues | None = None
+
+
+Rejected = tuple[int, str, str]  # line, code, reason
 
 
 # --- starting an import ----------------------------------------------------------------
@@ -169,14 +207,18 @@ def create_import(
     id_column: str | None = None,
     mapping: dict[str, str] | None = None,
     actor: Actor | None = None,
+    dry_run: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> Import:
     """Check the file and options and record a pending import; :func:`run_import` runs it.
 
     Everything that can be known before reading the rows is checked here, so a bad option
     or an empty file is refused at once rather than reported by a failed import.
     """
-    if kind not in KINDS:
-        raise InvalidInput(f"kind must be events or people, got {kind!r}", field="kind")
+    if kind not in import_kinds():
+        raise InvalidInput(
+            f"kind must be one of {', '.join(import_kinds())}, got {kind!r}", field="kind"
+        )
     if not source.enabled:
         raise Forbidden(f"source {source.name!r} is disabled", code="source_disabled")
     if not path.is_file():
@@ -185,14 +227,24 @@ def create_import(
         raise InvalidInput("the file is empty", code="empty_file", field="file")
     fmt = _resolve_format(kind, file_format, filename or path.name)
     options: dict[str, Any] = {"format": fmt, "path": str(path.resolve())}
-    if kind == "people":
+    if kind in RECORD_KINDS:
+        options.update(_record_options(session, kind, path, fmt, id_column, mapping, extra))
+    elif kind == "people":
         options["id_column"] = (id_column or "").strip() or None
         options["mapping"] = _check_mapping(mapping or {})
         if fmt == "csv":
             _check_header(path, options["id_column"], options["mapping"])
     elif id_column or mapping:
-        raise InvalidInput("id column and mapping apply to people imports only", field="kind")
-    imp = Import(source_id=source.id, kind=kind, filename=filename or str(path), options=options)
+        raise InvalidInput("id column and mapping do not apply to events", field="kind")
+    if dry_run and kind == "events":
+        raise InvalidInput("dry runs are for people, companies and deals", field="dry_run")
+    imp = Import(
+        source_id=source.id,
+        kind=kind,
+        filename=filename or str(path),
+        options=options,
+        dry_run=dry_run,
+    )
     session.add(imp)
     session.flush()
     record_audit(
@@ -201,9 +253,29 @@ def create_import(
         action="create",
         record_type="import",
         record_id=str(imp.id),
-        after={"kind": kind, "source": source.name, "filename": imp.filename},
+        after={"kind": kind, "source": source.name, "filename": imp.filename, "dry_run": dry_run},
     )
     return imp
+
+
+def _record_options(
+    session: Session,
+    kind: str,
+    path: Path,
+    fmt: str,
+    id_column: str | None,
+    mapping: dict[str, str] | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    if fmt != "csv":
+        raise InvalidInput(f"a {kind} import reads CSV", field="format")
+    id_column = (id_column or "").strip() or None
+    checked = _check_mapping(mapping or {})
+    _check_header(path, id_column, checked)
+    with path.open("rb") as handle:
+        header = _csv_header(csv.reader(_text_lines(_lines(handle, _Bytes()), {})))
+    given = {**(extra or {}), "id_column": id_column, "mapping": checked}
+    return RECORD_KINDS[kind].check(session, header, given)
 
 
 def _has_content(path: Path) -> bool:
@@ -355,12 +427,21 @@ def _read_file(
             records: Iterator[_Record] = _csv_records(read)
         else:
             records = _jsonl_records(read)
+        if imp.kind in RECORD_KINDS:
+            _write_records(sessions, imp, records, counter, out, report, stats, progress)
+            return stats
         to_message = (
             _events_message
             if imp.kind == "events"
             else _people_message_maker(imp, source, _custom_check(sessions, imp))
         )
         skew = timedelta(seconds=settings.max_future_skew_seconds)
+        if imp.dry_run:
+            output = (out, report)
+            _classify_people(
+                sessions, imp, source, records, counter, output, settings, stats, progress
+            )
+            return stats
         for chunk in _chunks(records, CHUNK_ROWS):
             messages, lines, rejections = _build_messages(chunk, to_message)
             # One transaction per chunk: the counts on the import always match the log.
@@ -378,12 +459,78 @@ def _read_file(
     return stats
 
 
+def _write_records(
+    sessions: sessionmaker[Session],
+    imp: Import,
+    records: Iterator[_Record],
+    counter: _Bytes,
+    out: IO[str],
+    report: Any,
+    stats: ImportProgress,
+    progress: ProgressCallback | None,
+) -> None:
+    """Companies and deals: each chunk in one transaction, rolled back on a dry run."""
+    kind = RECORD_KINDS[imp.kind]
+    for chunk in _chunks(records, CHUNK_ROWS):
+        with sessions() as session:
+            session.begin()
+            rejections = kind.write_chunk(session, imp, chunk, stats)
+            if imp.dry_run:
+                session.rollback()
+                session.begin()
+            rejections.sort()
+            stats.rows_read += len(chunk)
+            stats.rejected += len(rejections)
+            stats.bytes_read = counter.read
+            _save_chunk(session, imp.id, rejections, stats)
+            session.commit()
+        report.writerows(rejections)
+        out.flush()
+        if progress is not None:
+            progress(stats)
+
+
+def _classify_people(
+    sessions: sessionmaker[Session],
+    imp: Import,
+    source: Source,
+    records: Iterator[_Record],
+    counter: _Bytes,
+    output: tuple[IO[str], Any],
+    settings: Settings,
+    stats: ImportProgress,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """A people dry run: build every message as a real run would, and count what each
+    would do (by looking its identifiers up) instead of storing it."""
+    out, report = output
+    to_message = _people_message_maker(imp, source, _custom_check(sessions, imp))
+    for chunk in _chunks(records, CHUNK_ROWS):
+        messages, _lines_of, rejections = _build_messages(chunk, to_message)
+        with sessions() as session, session.begin():
+            classify = PERSON_CLASSIFIER[0](session, settings)
+            for message in messages:
+                outcome = classify(source.id, message)
+                if outcome == "create":
+                    stats.created += 1
+                elif outcome == "update":
+                    stats.updated += 1
+                else:
+                    stats.duplicates += 1
+            rejections.sort()
+            stats.rows_read += len(chunk)
+            stats.rejected += len(rejections)
+            stats.bytes_read = counter.read
+            _save_chunk(session, imp.id, rejections, stats)
+        report.writerows(rejections)
+        out.flush()
+        if progress is not None:
+            progress(stats)
+
+
 def _chunks(records: Iterator[_Record], size: int) -> Iterator[list[_Record]]:
     while chunk := list(islice(records, size)):
         yield chunk
-
-
-Rejected = tuple[int, str, str]
 
 
 def _build_messages(
@@ -447,6 +594,8 @@ def _save_chunk(
             accepted=stats.accepted,
             duplicates=stats.duplicates,
             rejected=stats.rejected,
+            created=stats.created,
+            updated=stats.updated,
             bytes_read=stats.bytes_read,
         )
     )

@@ -36,9 +36,17 @@ class ImportOut(BaseModel):
     filename: str
     status: str = Field(description="pending, running, done or failed.")
     rows_read: int
-    accepted: int = Field(description="Messages newly stored.")
-    duplicates: int = Field(description="Messages the log already had (a rerun).")
+    accepted: int = Field(
+        description="Events and people: messages newly stored. Companies and deals: records "
+        "created or updated."
+    )
+    duplicates: int = Field(
+        description="Messages the log already had, or records the row would not change (a rerun)."
+    )
     rejected: int
+    created: int = Field(description="Records created (companies, deals; people dry runs).")
+    updated: int = Field(description="Records updated (companies, deals; people dry runs).")
+    dry_run: bool = Field(description="Rows checked and counted; nothing written.")
     bytes_total: int
     bytes_read: int
     error: str | None
@@ -67,9 +75,16 @@ def upload_import(
     actor: Importer,
     background: BackgroundTasks,
     file: Annotated[UploadFile | None, File(description="The CSV or JSONL file.")] = None,
-    kind: Annotated[str, Form(description="events or people.")] = "",
-    source: Annotated[str, Form(description="Name of the source the rows come from.")] = "",
+    kind: Annotated[str, Form(description="events, people, companies or deals.")] = "",
+    source: Annotated[
+        str, Form(description="Name of the source the rows come from (events and people).")
+    ] = "",
     id_column: Annotated[str | None, Form(description="Column of the record id.")] = None,
+    dry_run: Annotated[bool, Form(description="Check and count the rows; write none.")] = False,
+    pipeline: Annotated[str | None, Form(description="Deals: the pipeline's name.")] = None,
+    owner: Annotated[
+        str | None, Form(description="Companies and deals: email of new records' owner.")
+    ] = None,
     mapping: Annotated[
         str | None, Form(description='JSON object {"column": "target"}; see the docs.')
     ] = None,
@@ -77,14 +92,24 @@ def upload_import(
         str | None, Form(alias="format", description="csv or jsonl; default: extension.")
     ] = None,
 ) -> Any:
-    """Upload a file to import; answers 202 at once and imports in the background."""
-    if kind not in imports.KINDS:
-        raise InvalidInput(f"kind must be events or people, got {kind!r}", field="kind")
+    """Upload a file to import; answers 202 at once and imports in the background.
+
+    Companies and deals are written as the caller (their permissions, their name in the
+    audit log)."""
+    if kind not in imports.import_kinds():
+        kinds = ", ".join(imports.import_kinds())
+        raise InvalidInput(f"kind must be one of {kinds}, got {kind!r}", field="kind")
     if file is None:
         raise InvalidInput("send the file as the multipart field `file`", field="file")
-    if not source.strip():
+    record_kind = imports.RECORD_KINDS.get(kind)
+    extra: dict[str, Any] = {}
+    if record_kind is not None:
+        found = record_kind.source(db)
+        extra = {"pipeline": pipeline, "owner": owner, "actor": _actor_option(actor)}
+    elif not source.strip():
         raise InvalidInput("name the source the rows come from", field="source")
-    found = get_source_by_name(db, source.strip())
+    else:
+        found = get_source_by_name(db, source.strip())
     parsed_mapping = _mapping(mapping)
     filename = Path(file.filename or "upload").name[-200:]
     path = _store_upload(file.file, runtime.settings.data_dir / "imports" / "uploads")
@@ -99,6 +124,8 @@ def upload_import(
             id_column=id_column,
             mapping=parsed_mapping,
             actor=actor,
+            dry_run=dry_run,
+            extra=extra,
         )
         db.commit()
     except Exception:
@@ -114,6 +141,10 @@ def _run_upload(runtime: Runtime, import_id: uuid.UUID, path: Path) -> None:
         imports.run_import(runtime.sessions, import_id, settings=runtime.settings)
     finally:
         path.unlink(missing_ok=True)
+
+
+def _actor_option(actor: Actor) -> dict[str, Any]:
+    return {"user_id": str(actor.user_id), "email": actor.email, "role": actor.role.value}
 
 
 def _mapping(text: str | None) -> dict[str, str] | None:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.clock import utcnow
@@ -138,6 +138,11 @@ class Import(Base):
     accepted: Mapped[int] = mapped_column(default=0)
     duplicates: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
+    # Companies and deals imports (and people dry runs): records created and updated.
+    created: Mapped[int] = mapped_column(default=0, server_default="0")
+    updated: Mapped[int] = mapped_column(default=0, server_default="0")
+    # A dry run reads and checks every row, reports the counts, and writes no record.
+    dry_run: Mapped[bool] = mapped_column(default=False, server_default=false())
     bytes_total: Mapped[int] = mapped_column(default=0)
     bytes_read: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)

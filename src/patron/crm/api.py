@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
@@ -113,6 +113,10 @@ def _csv(
     rows = exports.export_csv(
         runtime.readers, kind=kind, actor=actor, query=params, search=q, archived=archived
     )
+    return _streamed_csv(kind, rows)
+
+
+def _streamed_csv(kind: str, rows: Iterator[str]) -> StreamingResponse:
     return StreamingResponse(
         rows,
         media_type="text/csv",
@@ -497,6 +501,21 @@ def list_deals(
     page = deals.list_deals(db, actor=actor, query=params, search=q, rotting=rotting)
     items = [_deal_out(db, d) for d in page.items]
     return DealPage(items=items, total=page.total, next_cursor=page.next_cursor)
+
+
+@router.get("/deals/export.csv", response_class=StreamingResponse)
+def export_deals(
+    actor: CurrentActor,
+    runtime: RuntimeDep,
+    params: ListParams,
+    q: Annotated[str | None, Query(description="Words that must all be in the name.")] = None,
+    rotting: Annotated[bool | None, Query(description="Only rotting (true) or fresh.")] = None,
+) -> StreamingResponse:
+    """The filtered deal list (everything `GET /v1/deals` takes) as CSV, every page."""
+    rows = exports.export_csv(
+        runtime.readers, kind="deals", actor=actor, query=params, search=q, rotting=rotting
+    )
+    return _streamed_csv("deals", rows)
 
 
 @router.get("/deals/forecast", response_model=list[ForecastRowOut])

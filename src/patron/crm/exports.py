@@ -1,4 +1,4 @@
-"""Any filtered list of contacts or companies as CSV, page by page (constant memory), with
+"""Any filtered list of contacts, companies or deals as CSV, page by page (constant memory), with
 the same visibility, filters, search and sort as the list itself."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from patron.auth.service import Actor
 from patron.core.pagination import ListQuery, Page
-from patron.crm import companies, contacts
+from patron.crm import companies, contacts, deals
 from patron.crm import fields as custom_fields
 from patron.crm.records import jsonable
 
@@ -41,6 +41,36 @@ COMPANY_COLUMNS = (
     "created_at",
     "archived_at",
 )
+DEAL_COLUMNS = (
+    "id",
+    "external_id",
+    "name",
+    "amount",
+    "currency",
+    "status",
+    "lost_reason",
+    "expected_close_date",
+    "owner_id",
+    "person_id",
+    "company_id",
+    "pipeline_id",
+    "stage_id",
+    "created_at",
+    "closed_at",
+)
+KINDS = ("contacts", "companies", "deals")
+RECORD_TYPES = {"contacts": "person", "companies": "company", "deals": "deal"}
+COLUMNS = {"contacts": CONTACT_COLUMNS, "companies": COMPANY_COLUMNS, "deals": DEAL_COLUMNS}
+
+
+def _lister(kind: str, archived: bool, rotting: bool | None) -> Callable[..., Page[Any]]:
+    """The list function of ``kind`` with its own filters bound (archived, rotting)."""
+    if kind == "deals":
+        return lambda session, **common: deals.list_deals(session, rotting=rotting, **common)
+    chosen: Callable[..., Page[Any]] = (
+        contacts.list_contacts if kind == "contacts" else companies.list_companies
+    )
+    return lambda session, **common: chosen(session, archived=archived, **common)
 
 
 def _cell(value: Any) -> str:
@@ -66,24 +96,23 @@ def export_csv(
     actor: Actor | None,
     query: ListQuery,
     search: str | None,
-    archived: bool,
+    archived: bool = False,
+    rotting: bool | None = None,
     page_size: int = PAGE,
 ) -> Iterator[str]:
     """The CSV text of the whole filtered list, a page at a time (header first).
 
     The first page is read before this returns, so bad filters or sorts raise here, while
     an error response can still be sent; the session lives as long as the iterator."""
-    record_type = "person" if kind == "contacts" else "company"
-    lister: Callable[..., Page[Any]] = (
-        contacts.list_contacts if kind == "contacts" else companies.list_companies
-    )
-    columns = CONTACT_COLUMNS if kind == "contacts" else COMPANY_COLUMNS
+    record_type = RECORD_TYPES[kind]
+    lister = _lister(kind, archived, rotting)
+    columns = COLUMNS[kind]
     value = _contact_value if kind == "contacts" else getattr
     session = sessions()
     try:
         keys = sorted(custom_fields.fields_of(session, record_type))
         page_query = replace(query, limit=page_size, cursor=None)
-        page = lister(session, actor=actor, query=page_query, search=search, archived=archived)
+        page = lister(session, actor=actor, query=page_query, search=search)
     except BaseException:
         session.close()
         raise
@@ -100,9 +129,7 @@ def export_csv(
                     return
                 session.expunge_all()
                 page_query = replace(page_query, cursor=page.next_cursor)
-                page = lister(
-                    session, actor=actor, query=page_query, search=search, archived=archived
-                )
+                page = lister(session, actor=actor, query=page_query, search=search)
         finally:
             session.close()
 

@@ -45,6 +45,8 @@ class Company(Base):
     custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
     archived_at: Mapped[datetime | None]
     merged_into: Mapped[uuid.UUID | None]
+    # The import that last wrote this company: a domain seen twice in one file is refused.
+    import_id: Mapped[uuid.UUID | None]
 
 
 class CustomField(Base):
@@ -145,6 +147,10 @@ class Deal(Base):
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The deal's record id in the system it was imported from: the key imports upsert by.
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # The import that last wrote this deal: an external id seen twice in one file is refused.
+    import_id: Mapped[uuid.UUID | None]
 
 
 class DealStageVisit(Base):

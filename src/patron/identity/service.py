@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
@@ -25,6 +26,7 @@ from patron.identity.identifiers import (
     DEFAULT_RULE,
     KIND_PATTERN,
     Normaliser,
+    extract,
 )
 from patron.identity.models import (
     BlockedValue,
@@ -569,3 +571,39 @@ def remove_orphans(session: Session) -> int:
         HOOKS.on_reset(session, orphans)
         session.execute(delete(Person).where(Person.id.in_(orphans)))
     return len(orphans)
+
+
+def import_classifier(
+    session: Session, settings: Settings
+) -> Callable[[uuid.UUID, dict[str, Any]], str]:
+    """For people dry runs: what storing a message would do, without storing it.
+
+    "unchanged" when the source already sent it (the log keeps it once), "update" when one of
+    its identifiers already belongs to a person, "create" otherwise."""
+    policy = load_policy(session, settings)
+
+    def classify(source_id: uuid.UUID, message: dict[str, Any]) -> str:
+        stored = session.scalar(
+            select(Event.seq)
+            .where(Event.source_id == source_id, Event.message_id == message["messageId"])
+            .limit(1)
+        )
+        if stored is not None:
+            return "unchanged"
+        found = extract(
+            message["type"],
+            message,
+            rules=policy.rules,
+            normaliser=policy.normaliser,
+            blocked=policy.blocked,
+        )
+        if not found:
+            return "create"
+        known = session.scalar(
+            select(Identity.id)
+            .where(or_(*(and_(Identity.kind == i.kind, Identity.value == i.value) for i in found)))
+            .limit(1)
+        )
+        return "create" if known is None else "update"
+
+    return classify
