@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from patron import pipeline
 from patron.collect.models import Event, EventCatalogEntry
 from patron.core.runtime import Runtime
-from patron.pipeline import Processor, position
+from patron.pipeline import Job, Processor, position
 from tests.conftest import basic
 
 
@@ -57,3 +60,33 @@ def test_failed_step_rolls_back_state_and_cursor(
     assert position(db) == 0
     assert Processor(runtime.sessions).drain() == 2
     assert catalog(db) == {"A": 1, "B": 1}
+
+
+def test_due_jobs_run_on_their_interval_and_a_failure_spares_the_others(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+
+    def broken(_sessions: object, _settings: object) -> int:
+        ran.append("broken")
+        raise RuntimeError("job failed")
+
+    def counting(sessions: object, _settings: object) -> int:
+        assert sessions is runtime.sessions
+        ran.append("counting")
+        return 1
+
+    jobs = [
+        Job("broken", lambda _s: 60.0, broken),
+        Job("counting", lambda _s: 60.0, counting),
+        Job("off", lambda _s: 0.0, counting),
+    ]
+    monkeypatch.setattr(pipeline, "JOBS", jobs)
+    processor = Processor(runtime.sessions)
+    now = time.monotonic()
+    last_run = {"broken": now - 61, "counting": now - 61, "off": now - 10_000}
+    processor.run_due_jobs(last_run)
+    assert ran == ["broken", "counting"]
+    # Both are stamped as run, so neither repeats before its interval is up again.
+    processor.run_due_jobs(last_run)
+    assert ran == ["broken", "counting"]

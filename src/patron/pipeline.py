@@ -89,6 +89,22 @@ PERSON_CLASSIFIER[:] = [identity.import_classifier]
 RECORD_KINDS.update(crm_imports.KINDS)
 
 
+@dataclass(frozen=True)
+class Job:
+    """Background work the running processor does when the log is drained: ``run`` gets a
+    session factory and the settings, does its own transactions, and returns how much it
+    did. It runs every ``every_seconds`` (the first time one interval after start), or not
+    at all when ``every_seconds`` returns 0 for the settings."""
+
+    name: str
+    every_seconds: Callable[[Settings], float]
+    run: Callable[[sessionmaker[Session], Settings], int]
+
+
+# Domains add their scheduled work here (SLA clocks, nightly retraining, ...).
+JOBS: list[Job] = []
+
+
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:
     def derive_profiles(session: Session, events: Sequence[Event]) -> None:
         derive(session, events, settings)
@@ -179,6 +195,21 @@ class Processor:
         summary = linkage.run_matching(readers, self.sessions, settings=self.settings, actor=None)
         return summary.run.id
 
+    def run_due_jobs(self, last_run: dict[str, float]) -> None:
+        """Run the :data:`JOBS` whose interval has passed since ``last_run`` (updated).
+
+        One failing job is logged and does not keep the others from running."""
+        for job in JOBS:
+            every = job.every_seconds(self.settings)
+            now = time.monotonic()
+            if not every or now - last_run.setdefault(job.name, now) < every:
+                continue
+            last_run[job.name] = now
+            try:
+                job.run(self.sessions, self.settings)
+            except Exception:
+                log.exception("background job %s failed; it runs again next interval", job.name)
+
     def run(self, stop: threading.Event, idle_seconds: float) -> None:
         """Process until ``stop`` is set, sleeping ``idle_seconds`` when there is nothing new.
 
@@ -187,11 +218,13 @@ class Processor:
         clients are not held up behind a long step; processing catches up when ingest is
         quiet. When the log is drained, windowed computed traits are refreshed every
         ``WINDOW_REFRESH_SECONDS``, and record linkage runs over what changed every
-        ``match_interval_seconds`` (the first time one interval after start).
+        ``match_interval_seconds`` (the first time one interval after start), and so do
+        the :data:`JOBS` whose interval has passed.
         """
         last_refresh = 0.0
         last_match = time.monotonic()
         match_every = self.settings.match_interval_seconds
+        last_job = dict.fromkeys((job.name for job in JOBS), time.monotonic())
         limit = self.batch_size
         while not stop.is_set():
             try:
@@ -203,6 +236,7 @@ class Processor:
                     if match_every and time.monotonic() - last_match > match_every:
                         last_match = time.monotonic()
                         self.match()
+                    self.run_due_jobs(last_job)
                     stop.wait(idle_seconds)
                     continue
                 if handled == limit:
