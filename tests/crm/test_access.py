@@ -152,3 +152,22 @@ def test_sharing_with_a_user_and_a_team(
 def test_without_a_credential_401(client: TestClient) -> None:
     for url in ("/v1/contacts", "/v1/companies", "/v1/custom-fields", "/v1/audit", "/v1/teams"):
         assert_error(client.get(url), 401)
+
+
+def test_a_profile_lists_only_the_companies_the_reader_may_see(
+    client: TestClient, world: World
+) -> None:
+    h = world.admin.headers
+    for company in (world.mine_company, world.theirs_company):
+        # No body: a link needs no role.
+        linked = client.put(f"/v1/companies/{company}/persons/{world.mine_person}", headers=h)
+        assert linked.status_code == 204, linked.text
+
+    def companies(user: User) -> set[str]:
+        profile = client.get(f"/v1/persons/{world.mine_person}", headers=user.headers)
+        assert profile.status_code == 200, profile.text
+        return {c["name"] for c in profile.json()["companies"]}
+
+    assert companies(world.admin) == {"Mine", "Theirs"}
+    # The rep sees her contact, but not the other rep's company it also works for.
+    assert companies(world.rep) == {"Mine"}

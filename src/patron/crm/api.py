@@ -234,11 +234,17 @@ def company_persons(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[
 
 @router.put("/companies/{company_id}/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT)
 def link_person(
-    company_id: uuid.UUID, person_id: uuid.UUID, body: PersonLinkIn, db: DB, actor: CurrentActor
+    company_id: uuid.UUID,
+    person_id: uuid.UUID,
+    db: DB,
+    actor: CurrentActor,
+    body: PersonLinkIn | None = None,
 ) -> Response:
-    """Link a person to the company with their role there (or change the role)."""
+    """Link a person to the company with their role there (or change the role); the body
+    is optional, as a link needs no role."""
+    role = body.role if body is not None else None
     companies.link_person_to_company(
-        db, actor=actor, company_id=company_id, person_id=person_id, role=body.role
+        db, actor=actor, company_id=company_id, person_id=person_id, role=role
     )
     db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

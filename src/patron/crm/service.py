@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import Event
 from patron.core.clock import utcnow
-from patron.crm.access import live_company
+from patron.auth.service import Actor
+from patron.crm.access import live_company, readable_companies
 from patron.crm.models import Company, PersonCompany
 
 
@@ -62,11 +63,14 @@ def link_person(
         link.role = role
 
 
-def companies_of(session: Session, person: uuid.UUID) -> list[tuple[Company, PersonCompany]]:
+def companies_of(
+    session: Session, person: uuid.UUID, *, actor: Actor | None = None
+) -> list[tuple[Company, PersonCompany]]:
+    """The person's companies that ``actor`` may see (all of them without an actor)."""
     rows = session.execute(
         select(Company, PersonCompany)
         .join(PersonCompany, PersonCompany.company_id == Company.id)
-        .where(PersonCompany.person_id == person)
+        .where(PersonCompany.person_id == person, readable_companies(actor))
         .order_by(Company.name)
     )
     return [(c, link) for c, link in rows]

@@ -42,7 +42,7 @@ def _profile_out(
     db: DB, actor: Actor, person_id: uuid.UUID, *, lineage: bool = False
 ) -> ProfileOut:
     visible_person(db, actor, person_id)
-    profile = service.get_profile(db, person_id, with_lineage=lineage)
+    profile = service.get_profile(db, person_id, actor=actor, with_lineage=lineage)
     person = profile.person
     page = service.timeline(db, person.id, limit=20, cursor=None)
     return ProfileOut(

@@ -43,13 +43,20 @@ class Profile:
     lineage: dict[str, dict[str, Any]] | None = None
 
 
-def get_profile(session: Session, person_id: uuid.UUID, *, with_lineage: bool = False) -> Profile:
-    """A person's whole profile (an id of a merged person finds the survivor)."""
+def get_profile(
+    session: Session,
+    person_id: uuid.UUID,
+    *,
+    actor: Actor | None = None,
+    with_lineage: bool = False,
+) -> Profile:
+    """A person's whole profile (an id of a merged person finds the survivor), showing only
+    the companies ``actor`` may see."""
     person = identity.live_person(session, person_id)
     return Profile(
         person=person,
         identities=identity.identities_of(session, person.id),
-        companies=companies_of(session, person.id),
+        companies=companies_of(session, person.id, actor=actor),
         merges=identity.merge_history(session, person.id),
         merged_ids=identity.merged_ids(session, person.id),
         lineage=lineage(session, person.id) if with_lineage else None,

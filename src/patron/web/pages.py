@@ -368,7 +368,7 @@ def person(request: Request, db: DB, person_id: uuid.UUID, cursor: QueryText = N
         return to_login(request)
     try:
         visible_person(db, actor, person_id)
-        profile = profile_service.get_profile(db, person_id, with_lineage=True)
+        profile = profile_service.get_profile(db, person_id, actor=actor, with_lineage=True)
         if profile.person.id != person_id:  # a merged person's id: show the survivor
             return RedirectResponse(f"/people/{profile.person.id}", status_code=303)
         scope = crm_timeline.person_scope(db, actor, person_id)
