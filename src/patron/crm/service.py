@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from patron.auth.service import Actor
 from patron.collect.models import Event
 from patron.core.clock import utcnow
-from patron.auth.service import Actor
 from patron.crm.access import live_company, readable_companies
 from patron.crm.models import Company, PersonCompany
 
