@@ -404,21 +404,23 @@ def test_people_dry_run_counts_creates_and_updates_without_writing(
             ["1", "known@example.com", "Known"],
             ["2", "new@example.com", "New"],
             ["", "", "Nobody"],
+            # The new person again, under another record id: the first row creates them.
+            ["5", "new@example.com", "New Again"],
         ],
     )
     args = ["import", "people", str(path), "--source", "Old CRM", "--id-column", "id"]
     dry = run_json(cli, *args, "--dry-run")
     assert dry["dry_run"] is True
-    assert (dry["created"], dry["updated"], dry["rejected"], dry["accepted"]) == (1, 1, 1, 0)
+    assert (dry["created"], dry["updated"], dry["rejected"], dry["accepted"]) == (1, 2, 1, 0)
     assert list(rejections(dry)) == [4]
     events = client.get("/v1/events?source=Old CRM", headers=admin.headers)
     assert events.status_code == 200
     assert events.json()["total"] == 0
     real = run_json(cli, *args)
-    assert (real["accepted"], real["rejected"]) == (2, 1)
+    assert (real["accepted"], real["rejected"]) == (3, 1)
     tracker.process()
     rerun = run_json(cli, *args, "--dry-run")
-    assert (rerun["created"], rerun["updated"], rerun["duplicates"]) == (0, 0, 2)
+    assert (rerun["created"], rerun["updated"], rerun["duplicates"]) == (0, 0, 3)
 
 
 # --- through the API -------------------------------------------------------------------

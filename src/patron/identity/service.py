@@ -579,17 +579,24 @@ def import_classifier(
     """For people dry runs: what storing a message would do, without storing it.
 
     "unchanged" when the source already sent it (the log keeps it once), "update" when one of
-    its identifiers already belongs to a person, "create" otherwise."""
+    its identifiers already belongs to a person, "create" otherwise. The classifier
+    remembers the rows it has seen, so a file naming the same new person twice counts one
+    creation and one update, and a repeated message id is unchanged, as the import would."""
     policy = load_policy(session, settings)
+    # What the earlier rows of this run would have stored.
+    seen_messages: set[tuple[uuid.UUID, str]] = set()
+    seen_identifiers: set[tuple[str, str]] = set()
 
     def classify(source_id: uuid.UUID, message: dict[str, Any]) -> str:
-        stored = session.scalar(
+        key = (source_id, str(message["messageId"]))
+        stored = key in seen_messages or session.scalar(
             select(Event.seq)
             .where(Event.source_id == source_id, Event.message_id == message["messageId"])
             .limit(1)
         )
-        if stored is not None:
+        if stored:
             return "unchanged"
+        seen_messages.add(key)
         found = extract(
             message["type"],
             message,
@@ -599,6 +606,11 @@ def import_classifier(
         )
         if not found:
             return "create"
+        pairs = {(i.kind, i.value) for i in found}
+        earlier = not seen_identifiers.isdisjoint(pairs)
+        seen_identifiers.update(pairs)
+        if earlier:
+            return "update"
         known = session.scalar(
             select(Identity.id)
             .where(or_(*(and_(Identity.kind == i.kind, Identity.value == i.value) for i in found)))
