@@ -316,3 +316,44 @@ def test_timelines_interleave_events_activities_and_changes(
     log(client, rep, kind="note", company_id=company["id"], body="Company note")
     company_line = client.get(f"/v1/companies/{company['id']}/timeline", headers=rep.headers)
     assert [e["kind"] for e in company_line.json()["items"]] == ["note", "change"]
+
+
+def test_the_activity_list_filters_sorts_pages_and_exports(
+    client: TestClient, admin: User, rep: User, ann: str, make_user: MakeUser
+) -> None:
+    for subject in ("Send quote", "Book demo", "Send contract"):
+        log(client, rep, kind="task", person_id=ann, subject=subject)
+    log(client, rep, kind="call", person_id=ann, direction="outbound", duration_seconds=60)
+    mine = client.get("/v1/activities", headers=rep.headers).json()
+    assert mine["total"] == 4
+    tasks = client.get(
+        "/v1/activities",
+        params={"filter": "kind:eq:task", "sort": "subject", "limit": 2},
+        headers=rep.headers,
+    ).json()
+    assert [t["subject"] for t in tasks["items"]] == ["Book demo", "Send contract"]
+    rest = client.get(
+        "/v1/activities",
+        params={"filter": "kind:eq:task", "sort": "subject", "cursor": tasks["next_cursor"]},
+        headers=rep.headers,
+    ).json()
+    assert [t["subject"] for t in rest["items"]] == ["Send quote"]
+    assert rest["next_cursor"] is None
+    found = client.get("/v1/activities", params={"q": "send"}, headers=rep.headers).json()
+    assert found["total"] == 2
+    stranger = make_user("sales")
+    assert client.get("/v1/activities", headers=stranger.headers).json()["total"] == 0
+    assert client.get("/v1/activities", headers=admin.headers).json()["total"] == 4
+    assert_error(
+        client.get("/v1/activities", params={"filter": "colour:eq:red"}, headers=rep.headers),
+        400,
+        "filter",
+    )
+    csv = client.get(
+        "/v1/activities/export.csv", params={"filter": "kind:eq:call"}, headers=rep.headers
+    )
+    assert csv.status_code == 200
+    lines = csv.text.strip().splitlines()
+    assert lines[0].startswith("id,kind,subject")
+    assert len(lines) == 2
+    assert ",call," in lines[1]

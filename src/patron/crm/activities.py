@@ -11,12 +11,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
 from patron.core.clock import as_utc, utcnow
 from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from patron.core.pagination import Field, ListQuery, Page, keyset_page
 from patron.crm import events
 from patron.crm.access import (
     ACTIVITY,
@@ -63,6 +64,25 @@ AUDITED = (
     "starts_at",
     "ends_at",
 )
+# What the activity list filters and sorts on (`GET /v1/activities`).
+LIST_FIELDS: dict[str, Field] = {
+    "id": Field(Activity.id, "uuid", uuid.UUID),
+    "kind": Field(Activity.kind),
+    "subject": Field(Activity.subject),
+    "person_id": Field(Activity.person_id, "uuid", uuid.UUID),
+    "company_id": Field(Activity.company_id, "uuid", uuid.UUID),
+    "deal_id": Field(Activity.deal_id, "uuid", uuid.UUID),
+    "owner_id": Field(Activity.owner_id, "uuid", uuid.UUID),
+    "created_by": Field(Activity.created_by),
+    "occurred_at": Field(Activity.occurred_at, "datetime", datetime.fromisoformat),
+    "due_at": Field(Activity.due_at, "datetime", datetime.fromisoformat),
+    "done_at": Field(Activity.done_at, "datetime", datetime.fromisoformat),
+    "priority": Field(Activity.priority),
+    "direction": Field(Activity.direction),
+    "outcome": Field(Activity.outcome),
+    "duration_seconds": Field(Activity.duration_seconds, "number", int),
+    "created_at": Field(Activity.created_at, "datetime", datetime.fromisoformat),
+}
 # Logging these on a person is also an event on them (the issue's list of CRM changes).
 LOGGED_EVENTS = {"call": events.CALL_LOGGED, "note": events.NOTE_ADDED}
 
@@ -320,6 +340,27 @@ class MyTasks:
     overdue: list[Activity]
     today: list[Activity]
     upcoming: list[Activity]
+
+
+def list_activities(
+    session: Session, *, actor: Actor | None, query: ListQuery, search: str | None = None
+) -> Page[Activity]:
+    """Activities ``actor`` may see, filtered (kind, owner, linked records, dates...),
+    searched by subject, sorted (newest first by default) and paged."""
+    statement = select(Activity).where(readable_activities(actor))
+    if search:
+        for word in search.lower().split()[:10]:
+            statement = statement.where(
+                func.lower(Activity.subject).contains(word, autoescape=True)
+            )
+    return keyset_page(
+        session,
+        statement,
+        fields=LIST_FIELDS,
+        query=query,
+        default_sort="-occurred_at",
+        tiebreak=LIST_FIELDS["id"],
+    )
 
 
 def my_tasks(session: Session, *, actor: Actor, tz: str = "UTC", limit: int = 200) -> MyTasks:

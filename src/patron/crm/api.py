@@ -24,6 +24,7 @@ from patron.crm.pipelines import StageSpec
 from patron.crm.schemas import (
     ActivityIn,
     ActivityOut,
+    ActivityPage,
     ActivityPatch,
     CompanyContactOut,
     CompanyIn,
@@ -571,6 +572,34 @@ def create_activity(body: ActivityIn, db: DB, actor: CurrentActor) -> Activity:
     activity = activities.create_activity(db, actor=actor, kind=kind, values=values)
     db.commit()
     return activity
+
+
+@router.get("/activities", response_model=ActivityPage)
+def list_activities(
+    db: DB,
+    actor: CurrentActor,
+    params: ListParams,
+    q: Annotated[str | None, Query(description="Words that must all be in the subject.")] = None,
+) -> ActivityPage:
+    """Activities you may see, with filters (`kind:eq:call`, `owner_id:eq:...`,
+    `deal_id:eq:...`, `due_at:lt:...`), search, sort and keyset pages; newest first."""
+    page = activities.list_activities(db, actor=actor, query=params, search=q)
+    items = [ActivityOut.model_validate(a) for a in page.items]
+    return ActivityPage(items=items, total=page.total, next_cursor=page.next_cursor)
+
+
+@router.get("/activities/export.csv", response_class=StreamingResponse)
+def export_activities(
+    actor: CurrentActor,
+    runtime: RuntimeDep,
+    params: ListParams,
+    q: Annotated[str | None, Query(description="Words that must all be in the subject.")] = None,
+) -> StreamingResponse:
+    """The filtered activity list (everything `GET /v1/activities` takes) as CSV."""
+    rows = exports.export_csv(
+        runtime.readers, kind="activities", actor=actor, query=params, search=q
+    )
+    return _streamed_csv("activities", rows)
 
 
 @router.get("/activities/{activity_id}", response_model=ActivityOut)

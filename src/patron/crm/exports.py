@@ -1,5 +1,5 @@
-"""Any filtered list of contacts, companies or deals as CSV, page by page (constant memory), with
-the same visibility, filters, search and sort as the list itself."""
+"""Any filtered list of contacts, companies, deals or activities as CSV, page by page
+(constant memory), with the same visibility, filters, search and sort as the list itself."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from patron.auth.service import Actor
 from patron.core.pagination import ListQuery, Page
-from patron.crm import companies, contacts, deals
+from patron.crm import activities, companies, contacts, deals
 from patron.crm import fields as custom_fields
 from patron.crm.records import jsonable
 
@@ -58,15 +58,42 @@ DEAL_COLUMNS = (
     "created_at",
     "closed_at",
 )
-KINDS = ("contacts", "companies", "deals")
+ACTIVITY_COLUMNS = (
+    "id",
+    "kind",
+    "subject",
+    "body",
+    "person_id",
+    "company_id",
+    "deal_id",
+    "owner_id",
+    "created_by",
+    "occurred_at",
+    "due_at",
+    "done_at",
+    "priority",
+    "direction",
+    "duration_seconds",
+    "outcome",
+    "starts_at",
+    "ends_at",
+)
+KINDS = ("contacts", "companies", "deals", "activities")
 RECORD_TYPES = {"contacts": "person", "companies": "company", "deals": "deal"}
-COLUMNS = {"contacts": CONTACT_COLUMNS, "companies": COMPANY_COLUMNS, "deals": DEAL_COLUMNS}
+COLUMNS = {
+    "contacts": CONTACT_COLUMNS,
+    "companies": COMPANY_COLUMNS,
+    "deals": DEAL_COLUMNS,
+    "activities": ACTIVITY_COLUMNS,
+}
 
 
 def _lister(kind: str, archived: bool, rotting: bool | None) -> Callable[..., Page[Any]]:
     """The list function of ``kind`` with its own filters bound (archived, rotting)."""
     if kind == "deals":
         return lambda session, **common: deals.list_deals(session, rotting=rotting, **common)
+    if kind == "activities":
+        return activities.list_activities
     chosen: Callable[..., Page[Any]] = (
         contacts.list_contacts if kind == "contacts" else companies.list_companies
     )
@@ -104,13 +131,14 @@ def export_csv(
 
     The first page is read before this returns, so bad filters or sorts raise here, while
     an error response can still be sent; the session lives as long as the iterator."""
-    record_type = RECORD_TYPES[kind]
+    # Activities have no custom fields.
+    record_type = RECORD_TYPES.get(kind)
     lister = _lister(kind, archived, rotting)
     columns = COLUMNS[kind]
     value = _contact_value if kind == "contacts" else getattr
     session = sessions()
     try:
-        keys = sorted(custom_fields.fields_of(session, record_type))
+        keys = sorted(custom_fields.fields_of(session, record_type)) if record_type else []
         page_query = replace(query, limit=page_size, cursor=None)
         page = lister(session, actor=actor, query=page_query, search=search)
     except BaseException:

@@ -384,6 +384,12 @@ class ActivityOut(BaseModel):
     updated_at: When
 
 
+class ActivityPage(BaseModel):
+    items: list[ActivityOut]
+    total: int
+    next_cursor: str | None
+
+
 class MyTasksOut(BaseModel):
     overdue: list[ActivityOut]
     today: list[ActivityOut]
