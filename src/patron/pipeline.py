@@ -41,10 +41,17 @@ from patron.identity.models import PersonEvent
 from patron.profiles.computed import (
     forget_computed,
     move_computed,
+    publish_survivors,
     refresh_windowed,
     update_computed,
 )
-from patron.profiles.traits import forget_traits, move_traits, record_traits, refresh_visible
+from patron.profiles.traits import (
+    forget_traits,
+    move_traits,
+    record_traits,
+    refresh_survivors,
+    refresh_visible,
+)
 
 log = logging.getLogger("patron.pipeline")
 
@@ -82,6 +89,7 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
 
 
 HOOKS.merged[:] = [move_traits, move_computed, move_links, fill_from_merged]
+HOOKS.after_merges[:] = [refresh_survivors, publish_survivors]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
 HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]

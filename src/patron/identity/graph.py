@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from patron.collect.models import Event
@@ -113,6 +113,9 @@ class Resolver:
     # flushing the session for every new person was most of the cost of resolving.
     new_persons: list[Person] = field(default_factory=list)
     new_rows: list[Identity | PersonEvent | IdentityConflict] = field(default_factory=list)
+    # Merges are decided at once (in memory) but written at the next write(), together:
+    # a flush and three statements per merge were most of the cost of a merge-heavy batch.
+    pending_merges: list[tuple[Merge, uuid.UUID, uuid.UUID]] = field(default_factory=list)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -140,7 +143,8 @@ class Resolver:
                 self.persons[person.id] = person
 
     def write(self) -> None:
-        """Write the new persons, then the rows that point at them."""
+        """Write the new persons, then the rows that point at them, then apply the merges
+        made since the last write (in the order they were made)."""
         if self.new_persons:
             self.session.add_all(self.new_persons)
             self.session.flush()
@@ -149,6 +153,33 @@ class Resolver:
             self.session.add_all(self.new_rows)
             self.session.flush()
             self.new_rows = []
+        if self.pending_merges:
+            self._apply_merges()
+
+    def _apply_merges(self) -> None:
+        """Move what merged persons own to their survivors, for every merge since the last
+        write at once: one statement per table for all of them (executed in merge order, so
+        a chain A into B into C ends on C), then the domains' hooks pair by pair."""
+        pairs, self.pending_merges = self.pending_merges, []
+        session = self.session
+        session.add_all(record for record, _, _ in pairs)
+        session.flush()
+        moves = [{"to": survivor, "from": merged} for _, survivor, merged in pairs]
+        connection = session.connection()
+        for model, column in (
+            (Identity, "person_id"),
+            (PersonEvent, "person_id"),
+            (Person, "merged_into"),
+        ):
+            table = cast(Table, model.__table__)
+            target = table.c[column]
+            connection.execute(
+                update(table).where(target == bindparam("from")).values({column: bindparam("to")}),
+                moves,
+            )
+        for _, survivor, merged in pairs:
+            HOOKS.on_merge(session, survivor, merged)
+        HOOKS.on_merged(session, {survivor for _, survivor, _ in pairs})
 
     def owner(self, identifier: Identifier) -> uuid.UUID | None:
         if identifier not in self.rows:
@@ -432,7 +463,10 @@ class Resolver:
         evidence: dict[str, Any],
         actor: str | None = None,
     ) -> Merge:
-        """Fold ``merged`` into ``survivor`` and record why."""
+        """Fold ``merged`` into ``survivor`` and record why.
+
+        The graph in memory changes now; the tables at the next :meth:`write`, which every
+        caller must reach before it reads them (the record has no id until then)."""
         survivor_ids = self.identities_of(survivor.id)
         merged_ids = self.identities_of(merged.id)
         record = Merge(
@@ -444,21 +478,6 @@ class Resolver:
             survivor_identities=sorted(i.key() for i in survivor_ids),
             merged_identities=sorted(i.key() for i in merged_ids),
         )
-        self.write()
-        self.session.add(record)
-        self.session.flush()
-        session = self.session
-        session.execute(
-            update(Identity).where(Identity.person_id == merged.id).values(person_id=survivor.id)
-        )
-        session.execute(
-            update(PersonEvent)
-            .where(PersonEvent.person_id == merged.id)
-            .values(person_id=survivor.id)
-        )
-        session.execute(
-            update(Person).where(Person.merged_into == merged.id).values(merged_into=survivor.id)
-        )
         for i in merged_ids:
             row = self.rows.get(i)
             if row is not None:
@@ -466,11 +485,14 @@ class Resolver:
         survivor_ids |= merged_ids
         self.members[merged.id] = set()
         merged.merged_into = survivor.id
+        for earlier in self.persons.values():
+            if earlier.merged_into == merged.id:
+                earlier.merged_into = survivor.id
         if merged.first_seen:
             self._touch(survivor, as_utc(merged.first_seen))
         if merged.last_seen:
             self._touch(survivor, as_utc(merged.last_seen))
-        HOOKS.on_merge(session, survivor.id, merged.id)
+        self.pending_merges.append((record, survivor.id, merged.id))
         return record
 
 

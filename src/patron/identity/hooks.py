@@ -18,6 +18,8 @@ from patron.core.settings import Settings
 
 # (session, survivor id, merged id): move what the merged person owns to the survivor.
 MergeHook = Callable[[Session, uuid.UUID, uuid.UUID], None]
+# (session, survivor ids): after a group of merges, refresh what survivors show, once each.
+MergedHook = Callable[[Session, set[uuid.UUID]], None]
 # (session, person ids): forget everything derived for these persons before a replay.
 ResetHook = Callable[[Session, Sequence[uuid.UUID]], None]
 # (session, events in log order): derive everything again for these events.
@@ -27,12 +29,17 @@ ReplayHook = Callable[[Session, Sequence[Event], Settings], None]
 @dataclass
 class Hooks:
     merged: list[MergeHook] = field(default_factory=list)
+    after_merges: list[MergedHook] = field(default_factory=list)
     reset: list[ResetHook] = field(default_factory=list)
     replay: ReplayHook | None = None
 
     def on_merge(self, session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
         for hook in self.merged:
             hook(session, survivor, merged)
+
+    def on_merged(self, session: Session, survivors: set[uuid.UUID]) -> None:
+        for hook in self.after_merges:
+            hook(session, survivors)
 
     def on_reset(self, session: Session, persons: Sequence[uuid.UUID]) -> None:
         for hook in self.reset:

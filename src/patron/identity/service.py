@@ -155,6 +155,7 @@ def merge_persons(
         evidence=dict(evidence or {}),
         actor=actor.email if actor else None,
     )
+    resolver.write()
     # A person overruling an earlier unmerge of these two lifts that separation.
     for separation in _separations_between(session, record):
         session.delete(separation)
@@ -303,9 +304,11 @@ def _reapply(session: Session, decisions: Sequence[Merge], settings: Settings) -
         if a.id == b.id:
             continue
         survivor, merged = sorted((a, b), key=lambda p: (p.created_seq, str(p.id)))
-        again = Resolver(session, load_policy(session, settings)).merge(
+        resolver = Resolver(session, load_policy(session, settings))
+        again = resolver.merge(
             survivor, merged, reason=decision.reason, seq=None, evidence=dict(decision.evidence)
         )
+        resolver.write()
         # The merge just made records the same decision again; what pointed at the old
         # record (the matcher's review queue) follows it.
         session.execute(

@@ -217,7 +217,8 @@ def _publish(
 
 
 def move_computed(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
-    """Merge hook: combine the two persons' states."""
+    """Merge hook: combine the two persons' running states (the values shown are
+    recomputed once for a group of merges, by :func:`publish_survivors`)."""
     traits = definitions(session)
     if not traits:
         return
@@ -231,11 +232,22 @@ def move_computed(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> N
         states[(survivor, trait.id)] = mine
         mine.state = combine(trait, mine.state, theirs.state)
         session.delete(theirs)
-    windowed = [t for t in traits if t.window_days is not None]
     session.flush()
+
+
+def publish_survivors(session: Session, survivors: set[uuid.UUID]) -> None:
+    """After-merges hook: sliding windows over each survivor's (now joined) events, and the
+    computed traits it shows, once each."""
+    traits = definitions(session)
+    if not traits or not survivors:
+        return
+    persons = sorted(survivors, key=str)
+    states = _load_states(session, persons)
+    windowed = [t for t in traits if t.window_days is not None]
     if windowed:
-        _recompute_windowed(session, [survivor], windowed, states)
-    _publish(session, [survivor], traits, states)
+        _recompute_windowed(session, persons, windowed, states)
+        session.flush()
+    _publish(session, persons, traits, states)
 
 
 def forget_computed(session: Session, persons: Sequence[uuid.UUID]) -> None:

@@ -157,7 +157,8 @@ def lineage(session: Session, person_id: uuid.UUID) -> dict[str, dict[str, Any]]
 
 
 def move_traits(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
-    """Merge hook: the merged person's values join the survivor's (counts add up)."""
+    """Merge hook: the merged person's values join the survivor's (counts add up); the
+    visible traits are refreshed once for a group of merges (:func:`refresh_survivors`)."""
     session.flush()
     mine = {
         (r.name, r.value_hash): r
@@ -177,7 +178,11 @@ def move_traits(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> Non
     session.execute(
         update(TraitValue).where(TraitValue.person_id == merged).values(person_id=survivor)
     )
-    refresh_visible(session, [survivor])
+
+
+def refresh_survivors(session: Session, survivors: set[uuid.UUID]) -> None:
+    """After-merges hook: what the survivors of a group of merges show, once each."""
+    refresh_visible(session, sorted(survivors, key=str))
 
 
 def forget_traits(session: Session, persons: Sequence[uuid.UUID]) -> None:
