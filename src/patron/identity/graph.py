@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from patron.collect.models import Event
@@ -112,7 +112,12 @@ class Resolver:
     # New rows wait here and are written together (persons first, for the foreign keys):
     # flushing the session for every new person was most of the cost of resolving.
     new_persons: list[Person] = field(default_factory=list)
-    new_rows: list[Identity | PersonEvent | IdentityConflict] = field(default_factory=list)
+    new_rows: list[Identity | IdentityConflict] = field(default_factory=list)
+    # Which person each event belongs to, inserted without the ORM (one row per event).
+    new_events: list[dict[str, Any]] = field(default_factory=list)
+    # Each event's identifiers, extracted once for the batch's prefetch and reused.
+    extracted: dict[int, list[Identifier]] = field(default_factory=dict)
+    blocked_in_batch: bool = False
     # Merges are decided at once (in memory) but written at the next write(), together:
     # a flush and three statements per merge were most of the cost of a merge-heavy batch.
     pending_merges: list[tuple[Merge, uuid.UUID, uuid.UUID]] = field(default_factory=list)
@@ -153,6 +158,10 @@ class Resolver:
             self.session.add_all(self.new_rows)
             self.session.flush()
             self.new_rows = []
+        if self.new_events:
+            table = cast(Table, PersonEvent.__table__)
+            self.session.connection().execute(insert(table), self.new_events)
+            self.new_events = []
         if self.pending_merges:
             self._apply_merges()
 
@@ -232,13 +241,12 @@ class Resolver:
     def _identifiers(self, event: Event) -> tuple[list[Identifier], set[Identifier]]:
         payload: dict[str, Any] = event.payload
         policy = self.policy
-        found = extract(
-            event.type,
-            payload,
-            rules=policy.rules,
-            normaliser=policy.normaliser,
-            blocked=policy.blocked,
-        )
+        found = self.extracted.pop(event.seq, None)
+        if found is None:
+            found = extract_from(event, policy)
+        elif self.blocked_in_batch:
+            # A value blocked by the super-node guard earlier in this batch links no more.
+            found = [i for i in found if not policy.blocked.blocks(i)]
         exempt: set[Identifier] = set()
         if event.type == "alias":
             previous = alias_previous(payload, normaliser=policy.normaliser, blocked=policy.blocked)
@@ -382,6 +390,7 @@ class Resolver:
             )
         )
         self.policy.blocked.add(BlockEntry(identifier.kind, identifier.value, False))
+        self.blocked_in_batch = True
 
     def _apply(
         self,
@@ -416,7 +425,7 @@ class Resolver:
             if i not in owners:
                 self.attach(survivor.id, i, event.seq)
         self._touch(survivor, as_utc(event.timestamp))
-        self.new_rows.append(PersonEvent(seq=event.seq, person_id=survivor.id))
+        self.new_events.append({"seq": event.seq, "person_id": survivor.id})
         return survivor.id
 
     # --- changes to the graph ------------------------------------------------------------
@@ -496,21 +505,26 @@ class Resolver:
         return record
 
 
+def extract_from(event: Event, policy: Policy) -> list[Identifier]:
+    """The usable identifiers of one message under the batch's policy."""
+    return extract(
+        event.type,
+        event.payload,
+        rules=policy.rules,
+        normaliser=policy.normaliser,
+        blocked=policy.blocked,
+    )
+
+
 def resolve_events(session: Session, events: Sequence[Event], settings: Settings) -> None:
     """Attach every event of a batch to its person, in log order."""
     if not events:
         return
     resolver = Resolver(session, load_policy(session, settings))
-    policy = resolver.policy
     wanted: list[Identifier] = []
     for e in events:
-        wanted += extract(
-            e.type,
-            e.payload,
-            rules=policy.rules,
-            normaliser=policy.normaliser,
-            blocked=policy.blocked,
-        )
+        found = resolver.extracted[e.seq] = extract_from(e, resolver.policy)
+        wanted += found
     # A replay recreates persons under their old ids: those rows are revived, not inserted.
     resolver._load_persons(person_id_for(e.seq) for e in events)
     resolver.prefetch(wanted)

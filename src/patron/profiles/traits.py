@@ -7,11 +7,12 @@ import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from patron.collect.models import Event
@@ -20,6 +21,18 @@ from patron.identity.models import Person
 from patron.profiles.models import TraitRule, TraitValue
 
 EMPTY: tuple[Any, ...] = (None, "", [], {})
+
+
+class _Observed(Protocol):
+    value: Any
+    source_id: uuid.UUID | None
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    last_seq: int
+
+
+V = TypeVar("V", bound=_Observed)
 
 
 def value_hash(value: Any) -> str:
@@ -38,6 +51,103 @@ def observed_traits(event: Event) -> dict[str, Any]:
     return {str(k)[:200]: v for k, v in found.items()}
 
 
+@dataclass
+class Value:
+    """One row of ``trait_values``, held in memory while a batch is applied.
+
+    Trait values are read and written with Core statements, not ORM objects: a batch
+    creates thousands of them, and the ORM's bookkeeping per object cost more than the
+    rest of processing them."""
+
+    person_id: uuid.UUID
+    name: str
+    value_hash: str
+    value: Any
+    source_id: uuid.UUID | None
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    last_seq: int
+
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.value_hash)
+
+    def row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in COLUMNS}
+
+    def absorb(self, other: Value) -> None:
+        """Fold another observation of the same value into this one."""
+        self.count += other.count
+        self.first_seen = min(as_utc(self.first_seen), as_utc(other.first_seen))
+        if (as_utc(other.last_seen), other.last_seq) >= (as_utc(self.last_seen), self.last_seq):
+            self.last_seen, self.source_id, self.last_seq = (
+                other.last_seen,
+                other.source_id,
+                other.last_seq,
+            )
+
+
+COLUMNS = (
+    "person_id",
+    "name",
+    "value_hash",
+    "value",
+    "source_id",
+    "first_seen",
+    "last_seen",
+    "count",
+    "last_seq",
+)
+_TABLE = cast(Table, TraitValue.__table__)
+_UPDATE = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.person_id == bindparam("k_person"),
+        _TABLE.c.name == bindparam("k_name"),
+        _TABLE.c.value_hash == bindparam("k_hash"),
+    )
+    .values(
+        person_id=bindparam("person_id"),
+        source_id=bindparam("source_id"),
+        first_seen=bindparam("first_seen"),
+        last_seen=bindparam("last_seen"),
+        count=bindparam("count"),
+        last_seq=bindparam("last_seq"),
+    )
+)
+
+
+def load_values(session: Session, persons: Iterable[uuid.UUID]) -> list[Value]:
+    """The trait values of these persons."""
+    ids = list(persons)
+    found: list[Value] = []
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(*(_TABLE.c[c] for c in COLUMNS)).where(
+                _TABLE.c.person_id.in_(ids[start : start + 500])
+            )
+        )
+        found += [Value(*row) for row in rows]
+    return found
+
+
+def _write(
+    session: Session, new: Sequence[Value], changed: Sequence[tuple[Value, uuid.UUID]]
+) -> None:
+    """Insert new values; update changed ones (keyed by the person they were read under)."""
+    connection = session.connection()
+    if new:
+        connection.execute(insert(_TABLE), [v.row() for v in new])
+    if changed:
+        connection.execute(
+            _UPDATE,
+            [
+                {**v.row(), "k_person": was, "k_name": v.name, "k_hash": v.value_hash}
+                for v, was in changed
+            ],
+        )
+
+
 def record_traits(
     session: Session, events: Sequence[Event], owners: Mapping[int, uuid.UUID]
 ) -> set[uuid.UUID]:
@@ -51,35 +161,23 @@ def record_traits(
     touched = {p for p, _, _ in observations}
     if not touched:
         return touched
-    existing = {
-        (row.person_id, row.name, row.value_hash): row
-        for row in session.scalars(select(TraitValue).where(TraitValue.person_id.in_(touched)))
-    }
+    session.flush()
+    existing = {(v.person_id, *v.key()): v for v in load_values(session, touched)}
+    new: dict[tuple[uuid.UUID, str, str], Value] = {}
+    changed: dict[tuple[uuid.UUID, str, str], Value] = {}
     for person, e, traits in observations:
         seen = as_utc(e.timestamp)
         for name, value in traits.items():
             key = (person, name, value_hash(value))
+            seen_value = Value(person, name, key[2], value, e.source_id, seen, seen, 1, e.seq)
             row = existing.get(key)
             if row is None:
-                row = TraitValue(
-                    person_id=person,
-                    name=name,
-                    value_hash=key[2],
-                    value=value,
-                    source_id=e.source_id,
-                    first_seen=seen,
-                    last_seen=seen,
-                    count=1,
-                    last_seq=e.seq,
-                )
-                session.add(row)
-                existing[key] = row
-                continue
-            row.count += 1
-            row.first_seen = min(as_utc(row.first_seen), seen)
-            if seen >= as_utc(row.last_seen):
-                row.last_seen, row.source_id, row.last_seq = seen, e.source_id, e.seq
-    session.flush()
+                new[key] = existing[key] = seen_value
+            else:
+                row.absorb(seen_value)
+                if key not in new:
+                    changed[key] = row
+    _write(session, list(new.values()), [(v, v.person_id) for v in changed.values()])
     return touched
 
 
@@ -87,8 +185,8 @@ def load_rules(session: Session) -> dict[str, TraitRule]:
     return {r.name: r for r in session.scalars(select(TraitRule))}
 
 
-def _winner(values: Sequence[TraitValue], rule: TraitRule | None) -> TraitValue:
-    def recent(v: TraitValue) -> tuple[datetime, int]:
+def _winner(values: Sequence[V], rule: TraitRule | None) -> V:
+    def recent(v: V) -> tuple[datetime, int]:
         return (as_utc(v.last_seen), v.last_seq)
 
     name = rule.rule if rule else "most_recent"
@@ -116,8 +214,8 @@ def refresh_visible(session: Session, persons: Iterable[uuid.UUID]) -> None:
     if not ids:
         return
     rules = load_rules(session)
-    grouped: dict[uuid.UUID, dict[str, list[TraitValue]]] = defaultdict(lambda: defaultdict(list))
-    for row in session.scalars(select(TraitValue).where(TraitValue.person_id.in_(ids))):
+    grouped: dict[uuid.UUID, dict[str, list[Value]]] = defaultdict(lambda: defaultdict(list))
+    for row in load_values(session, ids):
         grouped[row.person_id][row.name].append(row)
     for person in session.scalars(select(Person).where(Person.id.in_(ids))):
         values = grouped.get(person.id, {})
@@ -160,24 +258,31 @@ def move_traits(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> Non
     """Merge hook: the merged person's values join the survivor's (counts add up); the
     visible traits are refreshed once for a group of merges (:func:`refresh_survivors`)."""
     session.flush()
-    mine = {
-        (r.name, r.value_hash): r
-        for r in session.scalars(select(TraitValue).where(TraitValue.person_id == survivor))
-    }
-    theirs = list(session.scalars(select(TraitValue).where(TraitValue.person_id == merged)))
-    for row in theirs:
-        own = mine.get((row.name, row.value_hash))
-        if own is None:
+    values = load_values(session, [survivor, merged])
+    mine = {v.key(): v for v in values if v.person_id == survivor}
+    moved: list[tuple[Value, uuid.UUID]] = []
+    gone: list[Value] = []
+    for row in values:
+        if row.person_id != merged:
             continue
-        own.count += row.count
-        own.first_seen = min(as_utc(own.first_seen), as_utc(row.first_seen))
-        if as_utc(row.last_seen) > as_utc(own.last_seen):
-            own.last_seen, own.source_id, own.last_seq = row.last_seen, row.source_id, row.last_seq
-        session.delete(row)
-    session.flush()
-    session.execute(
-        update(TraitValue).where(TraitValue.person_id == merged).values(person_id=survivor)
-    )
+        own = mine.get(row.key())
+        if own is None:
+            row.person_id = survivor
+            moved.append((row, merged))
+        else:
+            own.absorb(row)
+            moved.append((own, survivor))
+            gone.append(row)
+    if gone:
+        session.connection().execute(
+            delete(_TABLE).where(
+                _TABLE.c.person_id == bindparam("k_person"),
+                _TABLE.c.name == bindparam("k_name"),
+                _TABLE.c.value_hash == bindparam("k_hash"),
+            ),
+            [{"k_person": merged, "k_name": v.name, "k_hash": v.value_hash} for v in gone],
+        )
+    _write(session, [], moved)
 
 
 def refresh_survivors(session: Session, survivors: set[uuid.UUID]) -> None:
