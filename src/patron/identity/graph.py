@@ -96,6 +96,31 @@ def load_policy(session: Session, settings: Settings) -> Policy:
 
 
 @dataclass
+class Held:
+    """An identity row as the resolver holds it: read and written with Core statements,
+    since a batch touches thousands and ORM objects cost more than resolving them."""
+
+    kind: str
+    value: str
+    person_id: uuid.UUID
+    first_seq: int
+    joins: int = 0
+    # Not in the table yet / joins changed since it was read.
+    new: bool = False
+    dirty: bool = False
+
+
+_IDENTITIES = cast(Table, Identity.__table__)
+_HELD_COLUMNS = (
+    _IDENTITIES.c.kind,
+    _IDENTITIES.c.value,
+    _IDENTITIES.c.person_id,
+    _IDENTITIES.c.first_seq,
+    _IDENTITIES.c.joins,
+)
+
+
+@dataclass
 class Drop:
     identifier: Identifier
     reason: str
@@ -106,13 +131,13 @@ class Drop:
 class Resolver:
     session: Session
     policy: Policy
-    rows: dict[Identifier, Identity | None] = field(default_factory=dict)
+    rows: dict[Identifier, Held | None] = field(default_factory=dict)
     members: dict[uuid.UUID, set[Identifier]] = field(default_factory=dict)
     persons: dict[uuid.UUID, Person] = field(default_factory=dict)
     # New rows wait here and are written together (persons first, for the foreign keys):
     # flushing the session for every new person was most of the cost of resolving.
     new_persons: list[Person] = field(default_factory=list)
-    new_rows: list[Identity | IdentityConflict] = field(default_factory=list)
+    new_rows: list[IdentityConflict] = field(default_factory=list)
     # Which person each event belongs to, inserted without the ORM (one row per event).
     new_events: list[dict[str, Any]] = field(default_factory=list)
     # Each event's identifiers, extracted once for the batch's prefetch and reused.
@@ -131,13 +156,13 @@ class Resolver:
             chunk = missing[start : start + LOOKUP_CHUNK]
             for i in chunk:
                 self.rows[i] = None
-            found = self.session.scalars(
-                select(Identity).where(Identity.value.in_({i.value for i in chunk}))
+            found = self.session.execute(
+                select(*_HELD_COLUMNS).where(_IDENTITIES.c.value.in_({i.value for i in chunk}))
             )
-            for row in found:
-                key = Identifier(row.kind, row.value)
+            for kind, value, person_id, first_seq, joins in found:
+                key = Identifier(kind, value)
                 if key in self.rows:
-                    self.rows[key] = row
+                    self.rows[key] = Held(kind, value, person_id, first_seq, joins)
         self._load_persons({r.person_id for r in self.rows.values() if r is not None})
 
     def _load_persons(self, ids: Iterable[uuid.UUID]) -> None:
@@ -154,6 +179,7 @@ class Resolver:
             self.session.add_all(self.new_persons)
             self.session.flush()
             self.new_persons = []
+        self._write_identities()
         if self.new_rows:
             self.session.add_all(self.new_rows)
             self.session.flush()
@@ -164,6 +190,42 @@ class Resolver:
             self.new_events = []
         if self.pending_merges:
             self._apply_merges()
+
+    def _write_identities(self) -> None:
+        """Insert the identities attached since the last write; save changed join counts."""
+        held = [r for r in self.rows.values() if r is not None and (r.new or r.dirty)]
+        if not held:
+            return
+        connection = self.session.connection()
+        fresh = [r for r in held if r.new]
+        if fresh:
+            connection.execute(
+                insert(_IDENTITIES),
+                [
+                    {
+                        "kind": r.kind,
+                        "value": r.value,
+                        "person_id": r.person_id,
+                        "first_seq": r.first_seq,
+                        "joins": r.joins,
+                        "created_at": utcnow(),
+                    }
+                    for r in fresh
+                ],
+            )
+        counted = [r for r in held if r.dirty and not r.new]
+        if counted:
+            connection.execute(
+                update(_IDENTITIES)
+                .where(
+                    _IDENTITIES.c.kind == bindparam("k_kind"),
+                    _IDENTITIES.c.value == bindparam("k_value"),
+                )
+                .values(joins=bindparam("joins")),
+                [{"k_kind": r.kind, "k_value": r.value, "joins": r.joins} for r in counted],
+            )
+        for r in held:
+            r.new = r.dirty = False
 
     def _apply_merges(self) -> None:
         """Move what merged persons own to their survivors, for every merge since the last
@@ -205,12 +267,18 @@ class Resolver:
 
     def identities_of(self, person_id: uuid.UUID) -> set[Identifier]:
         if person_id not in self.members:
-            rows = self.session.scalars(select(Identity).where(Identity.person_id == person_id))
+            rows = self.session.execute(
+                select(*_HELD_COLUMNS).where(_IDENTITIES.c.person_id == person_id)
+            )
             found: set[Identifier] = set()
-            for row in rows:
-                key = Identifier(row.kind, row.value)
-                self.rows[key] = row
-                found.add(key)
+            for kind, value, owner, first_seq, joins in rows:
+                key = Identifier(kind, value)
+                held = self.rows.get(key)
+                if held is None:
+                    held = self.rows[key] = Held(kind, value, owner, first_seq, joins)
+                # What this batch changed in memory is newer than the table.
+                if held.person_id == person_id:
+                    found.add(key)
             self.members[person_id] = found
         return self.members[person_id]
 
@@ -419,6 +487,7 @@ class Resolver:
                     row = self.rows.get(i)
                     if row is not None:
                         row.joins += 1
+                        row.dirty = True
         else:
             survivor = self.create_person(event.seq, as_utc(event.timestamp))
         for i in identifiers:
@@ -445,12 +514,7 @@ class Resolver:
         return person
 
     def attach(self, person_id: uuid.UUID, identifier: Identifier, seq: int) -> None:
-        row = Identity(
-            kind=identifier.kind, value=identifier.value, person_id=person_id, first_seq=seq
-        )
-        row.joins = 0
-        self.new_rows.append(row)
-        self.rows[identifier] = row
+        self.rows[identifier] = Held(identifier.kind, identifier.value, person_id, seq, new=True)
         self.identities_of(person_id).add(identifier)
 
     def _touch(self, person: Person, seen: datetime) -> None:
