@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,7 +36,6 @@ from patron.identity import linkage
 from patron.identity import service as identity
 from patron.identity.graph import resolve_events
 from patron.identity.hooks import HOOKS
-from patron.identity.models import PersonEvent
 from patron.profiles.computed import (
     forget_computed,
     move_computed,
@@ -65,22 +63,9 @@ MIN_STEP_EVENTS = 20
 INGEST_FIRST_SECONDS = 0.5
 
 
-def owners_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
-    """The person each event (by log position) belongs to."""
-    owners: dict[int, uuid.UUID] = {}
-    for start in range(0, len(seqs), 1000):
-        chunk = list(seqs[start : start + 1000])
-        rows = session.execute(
-            select(PersonEvent.seq, PersonEvent.person_id).where(PersonEvent.seq.in_(chunk))
-        )
-        owners.update((seq, person) for seq, person in rows)
-    return owners
-
-
 def derive(session: Session, events: Sequence[Event], settings: Settings) -> None:
     """Resolve each event to its person, then update that person's profile and companies."""
-    resolve_events(session, events, settings)
-    owners = owners_of(session, [e.seq for e in events])
+    owners = resolve_events(session, events, settings)
     refresh_visible(session, record_traits(session, events, owners))
     update_computed(session, events, owners)
     record_groups(session, events, owners)

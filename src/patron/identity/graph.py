@@ -258,6 +258,15 @@ class Resolver:
         row = self.rows[identifier]
         return row.person_id if row is not None else None
 
+    def survivor_of(self, person_id: uuid.UUID) -> uuid.UUID:
+        """Where a person of this batch ended up, following the merges made in it."""
+        for _ in range(1000):
+            found = self.persons.get(person_id)
+            if found is None or found.merged_into is None:
+                return person_id
+            person_id = found.merged_into
+        raise LookupError(f"a cycle of merges through person {person_id}")
+
     def person(self, person_id: uuid.UUID) -> Person:
         found = self.persons.get(person_id) or self.session.get(Person, person_id)
         if found is None:
@@ -580,10 +589,14 @@ def extract_from(event: Event, policy: Policy) -> list[Identifier]:
     )
 
 
-def resolve_events(session: Session, events: Sequence[Event], settings: Settings) -> None:
-    """Attach every event of a batch to its person, in log order."""
+def resolve_events(
+    session: Session, events: Sequence[Event], settings: Settings
+) -> dict[int, uuid.UUID]:
+    """Attach every event of a batch to its person, in log order; returns the person each
+    event belongs to once the batch's merges are done (events without an identifier have
+    none)."""
     if not events:
-        return
+        return {}
     resolver = Resolver(session, load_policy(session, settings))
     wanted: list[Identifier] = []
     for e in events:
@@ -592,9 +605,12 @@ def resolve_events(session: Session, events: Sequence[Event], settings: Settings
     # A replay recreates persons under their old ids: those rows are revived, not inserted.
     resolver._load_persons(person_id_for(e.seq) for e in events)
     resolver.prefetch(wanted)
+    owners: dict[int, uuid.UUID] = {}
     for e in events:
-        resolver.resolve(e)
+        if (person := resolver.resolve(e)) is not None:
+            owners[e.seq] = person
     resolver.write()
+    return {seq: resolver.survivor_of(person) for seq, person in owners.items()}
 
 
 def forget_persons(session: Session, person_ids: Sequence[uuid.UUID]) -> None:

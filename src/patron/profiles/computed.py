@@ -28,8 +28,23 @@ MAX_DISTINCT = 10_000  # values remembered for unique_count and most_frequent
 LIFETIME_VALUE = "lifetime_value"
 
 
+_DEFINITIONS = "patron.computed_definitions"
+
+
 def definitions(session: Session) -> list[ComputedTrait]:
-    return list(session.scalars(select(ComputedTrait).order_by(ComputedTrait.id)))
+    """The computed traits, read once per transaction (a batch with many merges asked for
+    them hundreds of times); :func:`forget_definitions` after changing them."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_DEFINITIONS)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return list(cached[1])
+    found = list(session.scalars(select(ComputedTrait).order_by(ComputedTrait.id)))
+    session.info[_DEFINITIONS] = (transaction, found)
+    return list(found)
+
+
+def forget_definitions(session: Session) -> None:
+    session.info.pop(_DEFINITIONS, None)
 
 
 def _property(payload: Mapping[str, Any], path: str | None) -> Any:

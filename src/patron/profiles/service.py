@@ -19,7 +19,7 @@ from patron.crm.models import Company, PersonCompany
 from patron.crm.service import companies_of
 from patron.identity import service as identity
 from patron.identity.models import Identity, Merge, Person, PersonEvent
-from patron.profiles.computed import backfill
+from patron.profiles.computed import backfill, forget_definitions
 from patron.profiles.models import (
     COMPUTED_FUNCTIONS,
     SURVIVORSHIP_RULES,
@@ -183,6 +183,7 @@ def create_computed(
     )
     session.add(trait)
     session.flush()
+    forget_definitions(session)
     backfill(session, trait)
     record_audit(
         session,
@@ -204,6 +205,7 @@ def delete_computed(session: Session, *, trait_id: int, actor: Actor | None) -> 
         raise Conflict(f"{trait.name} is built in and cannot be removed", field="trait_id")
     name = trait.name
     session.delete(trait)
+    forget_definitions(session)
     session.flush()
     for person in session.scalars(select(Person).where(Person.computed.is_not(None))):
         if name in (person.computed or {}):
