@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from patron.core.runtime import Runtime
 from patron.identity.models import Merge, PersonEvent
 from patron.pipeline import rebuild
+from patron.profiles.models import ComputedState, TraitValue
 from tests.conftest import Lookup, Tracker
 from tests.identity.snapshots import snapshot
 
@@ -198,3 +199,55 @@ def test_rebuild_reaches_the_live_state(
         for m in db.scalars(select(Merge))
     )
     assert rebuilt_merges == live_merges
+
+
+def _derived_rows(db: Session) -> dict[str, Any]:
+    db.rollback()
+    values = db.execute(
+        select(
+            TraitValue.person_id,
+            TraitValue.name,
+            TraitValue.value_hash,
+            TraitValue.count,
+            TraitValue.last_seq,
+        ).order_by(TraitValue.person_id, TraitValue.name, TraitValue.value_hash)
+    )
+    states = db.execute(
+        select(ComputedState.person_id, ComputedState.trait_id, ComputedState.state).order_by(
+            ComputedState.person_id, ComputedState.trait_id
+        )
+    )
+    return {"values": [tuple(r) for r in values], "states": [tuple(r) for r in states]}
+
+
+def test_a_chain_of_merges_in_one_batch_equals_one_merge_per_batch(
+    tracker: Tracker, lookup: Lookup, db: Session, runtime: Runtime
+) -> None:
+    """A merges into B, then B into C, in one batch: the same as processing them apart."""
+    order = {"type": "track", "event": "Order Completed"}
+    tracker.send(
+        {"type": "identify", "anonymousId": "c-anon", "traits": {"name": "Cee", "plan": "pro"}},
+        {**order, "anonymousId": "c-anon", "properties": {"revenue": 1}},
+        {"type": "identify", "userId": "ub", "traits": {"name": "Bee", "plan": "pro"}},
+        {"type": "page", "userId": "ub", "name": "Pricing"},  # no order: no state of its own
+        {"type": "identify", "anonymousId": "a", "traits": {"name": "Ay", "city": "Lyon"}},
+        {**order, "anonymousId": "a", "properties": {"revenue": 100}},
+        process=False,
+    )
+    tracker.send(
+        {"type": "identify", "userId": "ub", "anonymousId": "a"},  # A into B
+        {"type": "identify", "userId": "ub", "anonymousId": "c-anon"},  # B into C
+        {"type": "identify", "userId": "ub", "traits": {"plan": "team"}},
+    )
+    person = lookup(user_id="ub")
+    assert person["id"] == lookup(anonymous_id="a")["id"] == lookup(anonymous_id="c-anon")["id"]
+    assert person["computed_traits"]["lifetime_value"] == 101
+    assert person["traits"]["plan"] == "team"
+    assert person["traits"]["city"] == "Lyon"
+    assert len(person["merges"]) == 2
+    one_batch, one_batch_rows = snapshot(db), _derived_rows(db)
+
+    slow = runtime.settings.model_copy(update={"process_batch_size": 1})
+    rebuild(runtime.sessions, slow)
+    assert snapshot(db) == one_batch
+    assert _derived_rows(db) == one_batch_rows

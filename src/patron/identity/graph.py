@@ -248,9 +248,7 @@ class Resolver:
                 update(table).where(target == bindparam("from")).values({column: bindparam("to")}),
                 moves,
             )
-        for _, survivor, merged in pairs:
-            HOOKS.on_merge(session, survivor, merged)
-        HOOKS.on_merged(session, {survivor for _, survivor, _ in pairs})
+        HOOKS.on_merges(session, [(survivor, merged) for _, survivor, merged in pairs])
 
     def owner(self, identifier: Identifier) -> uuid.UUID | None:
         if identifier not in self.rows:

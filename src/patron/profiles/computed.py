@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 
 from patron.collect.models import Event
@@ -231,22 +231,27 @@ def _publish(
         }
 
 
-def move_computed(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
-    """Merge hook: combine the two persons' running states (the values shown are
-    recomputed once for a group of merges, by :func:`publish_survivors`)."""
+def move_computed(session: Session, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Merge hook, for a group of merges in order: combine each merged person's running
+    states into its survivor's (the values shown are recomputed once afterwards, by
+    :func:`publish_survivors`)."""
     traits = definitions(session)
     if not traits:
         return
     session.flush()
-    states = _load_states(session, [survivor, merged])
-    for trait in traits:
-        theirs = states.pop((merged, trait.id), None)
-        if theirs is None:
-            continue
-        mine = _state_row(session, states, (survivor, trait.id))
-        states[(survivor, trait.id)] = mine
-        mine.state = combine(trait, mine.state, theirs.state)
-        session.delete(theirs)
+    states = _load_states(session, {p for pair in pairs for p in pair})
+    for survivor, merged in pairs:
+        for trait in traits:
+            theirs = states.pop((merged, trait.id), None)
+            if theirs is None:
+                continue
+            mine = _state_row(session, states, (survivor, trait.id))
+            states[(survivor, trait.id)] = mine
+            mine.state = combine(trait, mine.state, theirs.state)
+            if inspect(theirs).pending:  # made for a survivor earlier in this group
+                session.expunge(theirs)
+            else:
+                session.delete(theirs)
     session.flush()
 
 

@@ -254,25 +254,29 @@ def lineage(session: Session, person_id: uuid.UUID) -> dict[str, dict[str, Any]]
     return out
 
 
-def move_traits(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
-    """Merge hook: the merged person's values join the survivor's (counts add up); the
-    visible traits are refreshed once for a group of merges (:func:`refresh_survivors`)."""
+def move_traits(session: Session, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Merge hook, for a group of merges in order: each merged person's values join its
+    survivor's (counts add up). The visible traits are refreshed once afterwards
+    (:func:`refresh_survivors`)."""
     session.flush()
-    values = load_values(session, [survivor, merged])
-    mine = {v.key(): v for v in values if v.person_id == survivor}
-    moved: list[tuple[Value, uuid.UUID]] = []
+    persons = {p for pair in pairs for p in pair}
+    held: dict[uuid.UUID, dict[tuple[str, str], Value]] = {p: {} for p in persons}
+    read_under: dict[int, uuid.UUID] = {}
+    for value in load_values(session, persons):
+        held[value.person_id][value.key()] = value
+        read_under[id(value)] = value.person_id
     gone: list[Value] = []
-    for row in values:
-        if row.person_id != merged:
-            continue
-        own = mine.get(row.key())
-        if own is None:
-            row.person_id = survivor
-            moved.append((row, merged))
-        else:
-            own.absorb(row)
-            moved.append((own, survivor))
-            gone.append(row)
+    for survivor, merged in pairs:
+        mine = held[survivor]
+        for key, value in held.pop(merged, {}).items():
+            own = mine.get(key)
+            if own is None:
+                value.person_id = survivor
+                mine[key] = value
+            else:
+                own.absorb(value)
+                gone.append(value)
+        held[merged] = {}
     if gone:
         session.connection().execute(
             delete(_TABLE).where(
@@ -280,9 +284,14 @@ def move_traits(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> Non
                 _TABLE.c.name == bindparam("k_name"),
                 _TABLE.c.value_hash == bindparam("k_hash"),
             ),
-            [{"k_person": merged, "k_name": v.name, "k_hash": v.value_hash} for v in gone],
+            [
+                {"k_person": read_under[id(v)], "k_name": v.name, "k_hash": v.value_hash}
+                for v in gone
+            ],
         )
-    _write(session, [], moved)
+    survivors = {survivor for survivor, _ in pairs}
+    changed = [(v, read_under[id(v)]) for p in survivors for v in held.get(p, {}).values()]
+    _write(session, [], changed)
 
 
 def refresh_survivors(session: Session, survivors: set[uuid.UUID]) -> None:
