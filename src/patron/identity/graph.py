@@ -274,20 +274,38 @@ class Resolver:
 
     def identities_of(self, person_id: uuid.UUID) -> set[Identifier]:
         if person_id not in self.members:
+            self.load_members([person_id])
+        return self.members[person_id]
+
+    def load_members(self, person_ids: Iterable[uuid.UUID]) -> None:
+        """Read the identities of persons whose members are not known yet (one query per
+        chunk of persons)."""
+        missing = [p for p in dict.fromkeys(person_ids) if p not in self.members]
+        for start in range(0, len(missing), LOOKUP_CHUNK):
+            chunk = missing[start : start + LOOKUP_CHUNK]
+            found: dict[uuid.UUID, set[Identifier]] = {p: set() for p in chunk}
             rows = self.session.execute(
-                select(*_HELD_COLUMNS).where(_IDENTITIES.c.person_id == person_id)
+                select(*_HELD_COLUMNS).where(_IDENTITIES.c.person_id.in_(chunk))
             )
-            found: set[Identifier] = set()
             for kind, value, owner, first_seq, joins in rows:
                 key = Identifier(kind, value)
                 held = self.rows.get(key)
                 if held is None:
                     held = self.rows[key] = Held(kind, value, owner, first_seq, joins)
                 # What this batch changed in memory is newer than the table.
-                if held.person_id == person_id:
-                    found.add(key)
-            self.members[person_id] = found
-        return self.members[person_id]
+                if held.person_id == owner:
+                    found[owner].add(key)
+            self.members.update(found)
+
+    def load_linking_members(self) -> None:
+        """Before resolving a batch: the members of every person a message of it may link or
+        add an identifier to, which is when resolving needs them."""
+        wanted: list[uuid.UUID] = []
+        for identifiers in self.extracted.values():
+            owners = {r.person_id for i in identifiers if (r := self.rows.get(i)) is not None}
+            if owners and (len(owners) > 1 or any(self.rows.get(i) is None for i in identifiers)):
+                wanted += owners
+        self.load_members(wanted)
 
     # --- one message ---------------------------------------------------------------------
 
@@ -603,6 +621,7 @@ def resolve_events(
     # A replay recreates persons under their old ids: those rows are revived, not inserted.
     resolver._load_persons(person_id_for(e.seq) for e in events)
     resolver.prefetch(wanted)
+    resolver.load_linking_members()
     owners: dict[int, uuid.UUID] = {}
     for e in events:
         if (person := resolver.resolve(e)) is not None:

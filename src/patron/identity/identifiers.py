@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -133,25 +134,40 @@ class Normaliser:
         return text
 
     def email(self, text: str) -> str | None:
-        try:
-            # Special-use domains (.test, .local, ...) are refused: nobody can be reached there.
-            parsed = validate_email(text, check_deliverability=False)
-        except EmailNotValidError:
-            return None
-        local, domain = parsed.local_part.lower(), parsed.domain.lower()
-        if self.email_provider_rules and domain in ("gmail.com", "googlemail.com"):
-            # Gmail ignores dots and anything after a plus in the local part.
-            local, domain = local.split("+", 1)[0].replace(".", ""), "gmail.com"
-        return f"{local}@{domain}"
+        return _email(text, self.email_provider_rules)
 
     def phone(self, text: str) -> str | None:
-        try:
-            number = phonenumbers.parse(text, self.default_region)
-        except phonenumbers.NumberParseException:
-            return None
-        if not phonenumbers.is_valid_number(number):
-            return None
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return _phone(text, self.default_region)
+
+
+# The same addresses and numbers come back in message after message, and validating one
+# costs more than resolving the message it came in: remember the recent answers.
+NORMALISED_CACHE = 50_000
+
+
+@lru_cache(maxsize=NORMALISED_CACHE)
+def _email(text: str, provider_rules: bool) -> str | None:
+    try:
+        # Special-use domains (.test, .local, ...) are refused: nobody can be reached there.
+        parsed = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    local, domain = parsed.local_part.lower(), parsed.domain.lower()
+    if provider_rules and domain in ("gmail.com", "googlemail.com"):
+        # Gmail ignores dots and anything after a plus in the local part.
+        local, domain = local.split("+", 1)[0].replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
+@lru_cache(maxsize=NORMALISED_CACHE)
+def _phone(text: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _traits_of(message_type: str, payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
