@@ -73,8 +73,8 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
     attach_waiting_activities(session, events, owners)
 
 
-HOOKS.merged_many[:] = [move_traits, move_computed]
-HOOKS.merged[:] = [move_links, fill_from_merged]
+HOOKS.merged_many[:] = [move_traits, move_computed, move_links]
+HOOKS.merged[:] = [fill_from_merged]
 HOOKS.after_merges[:] = [refresh_survivors, publish_survivors]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
 HOOKS.replay = derive

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor
@@ -76,14 +76,32 @@ def companies_of(
     return [(c, link) for c, link in rows]
 
 
-def move_links(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
-    """Merge hook: the merged person's companies become the survivor's."""
+def move_links(session: Session, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Merge hook, for a group of merges in order: the merged persons' companies become
+    their survivors' (a role the survivor lacks is taken from the merged person)."""
     session.flush()
-    for link in list(
-        session.scalars(select(PersonCompany).where(PersonCompany.person_id == merged))
-    ):
-        link_person(session, survivor, link.company_id, role=link.role, seq=link.since_seq)
-        session.delete(link)
+    persons = list({p for pair in pairs for p in pair})
+    links: dict[uuid.UUID, dict[uuid.UUID, PersonCompany]] = {p: {} for p in persons}
+    for link in session.scalars(select(PersonCompany).where(PersonCompany.person_id.in_(persons))):
+        links[link.person_id][link.company_id] = link
+    if not any(links.values()):
+        return
+    for survivor, merged in pairs:
+        mine = links[survivor]
+        for company, link in links.pop(merged, {}).items():
+            own = mine.get(company)
+            if own is None:
+                own = mine[company] = PersonCompany(
+                    person_id=survivor, company_id=company, role=None, since_seq=link.since_seq
+                )
+                session.add(own)
+            if link.role:
+                own.role = link.role
+            if inspect(link).pending:  # made for a survivor earlier in this group
+                session.expunge(link)
+            else:
+                session.delete(link)
+        links[merged] = {}
     session.flush()
 
 
