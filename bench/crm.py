@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The CRM at scale: list, filter, search and timeline latency, and what permissions cost.
+"""The CRM at scale: endpoint latency, what permissions cost, and importing people.
 
 For each dialect (``--dialect sqlite|postgresql|both``) this
 
@@ -9,13 +9,20 @@ For each dialect (``--dialect sqlite|postgresql|both``) this
    companies with domains, a link from most persons to a company, two pipelines,
    ``--deals`` deals and ``--activities`` activities (calls, notes, tasks) spread over
    persons, companies and deals; 20 sales users and an admin own the records;
-2. times the CRM services the API calls (the first page of 50, as the API serves it),
-   ``--repeat`` times each with varied arguments, as an admin and as a sales user:
-   contacts by newest, contacts filtered by lifecycle stage and sorted by name, contacts
-   searched by a name, companies searched by name, deals filtered by stage and sorted by
-   amount, and a person's timeline (events, activities and changes interleaved);
-3. reports p50 and p99 per query and role, and how much the sales user's permission
-   filter adds over the admin's unfiltered query (p50 ratio).
+2. starts a real ``patron serve`` on it (one web worker, processing off, production
+   settings) and times the **HTTP endpoints** from this process over one keep-alive
+   connection, ``--repeat`` times each with varied arguments, as an admin and as a sales user
+   (API tokens): the contact list by newest, filtered by lifecycle stage and sorted by name,
+   searched by a name; companies searched; deals filtered by stage and sorted by amount; a
+   person's timeline (events, activities and changes interleaved); and a profile looked up
+   by email (``GET /v1/persons?email=``). Every answer must be a 200;
+3. reports p50 and p99 per endpoint and role, and how much the sales user's permission
+   filter adds over the admin's unfiltered query (p50 ratio);
+4. imports ``--import-rows`` people from a CSV file (id, names, email, phone, company,
+   country) into another fresh database with ``patron import people --id-column id``, as a
+   user would, and reports the wall time and rows/s until every row is committed to the event
+   log; then processes up to ``--import-process`` of those rows (identity resolution,
+   traits, computed traits) and reports persons/s.
 
 Prints one JSON object with the machine. The seed is fixed, so runs are comparable.
 """
@@ -23,8 +30,11 @@ Prints one JSON object with the machine. The seed is fixed, so runs are comparab
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,24 +45,25 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from sqlalchemy import insert
 
 from patron.auth.models import Role, User
-from patron.auth.service import Actor
+from patron.auth.service import Actor, create_token
 from patron.core.db import create_db_engine
 from patron.core.migrations import upgrade
-from patron.core.pagination import ListQuery
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings
-from patron.crm import companies, contacts, deals, timeline
 from patron.crm.models import Activity, Company, Deal, PersonCompany, Pipeline, Stage
 from patron.identity.models import Identity, Person
+from patron.pipeline import Processor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import fresh_database, machine
+from ingest import free_port, fresh_database, machine, patron_cli, running_server, server_env
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+IMPORT_FLAGS = ("--source", "crm-import", "--id-column", "id", "--json")
 CHUNK = 10_000
 FIRST = [
     "ada",
@@ -228,6 +239,7 @@ def seed(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
         "sales": Actor(users[0]["id"], users[0]["email"], Role.sales),
         "person_ids": person_ids,
         "own_person_ids": [p for p in person_ids if owner_of[p] == users[0]["id"]],
+        "index_of": {pid: n for n, pid in enumerate(person_ids)},
         "stage_ids": stage_ids,
     }
 
@@ -237,53 +249,77 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def timed(runtime: Runtime, repeat: int, call: Callable[[Any, int], Any]) -> dict[str, float]:
+def timed(
+    client: httpx.Client, repeat: int, request: Callable[[int], tuple[str, dict[str, Any]]]
+) -> dict[str, float]:
     latencies = []
     for i in range(repeat):
-        with runtime.readers() as db:
-            started = time.perf_counter()
-            call(db, i)
-            latencies.append((time.perf_counter() - started) * 1000)
+        path, params = request(i)
+        started = time.perf_counter()
+        answer = client.get(path, params=params)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if answer.status_code != 200:
+            raise RuntimeError(f"GET {path} {params}: {answer.status_code} {answer.text[:300]}")
     return {
         "p50_ms": round(percentile(latencies, 0.5), 2),
         "p99_ms": round(percentile(latencies, 0.99), 2),
     }
 
 
-def measure(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+def tokens(runtime: Runtime, seeded: dict[str, Any]) -> dict[str, str]:
+    """API tokens of the seeded admin and sales user."""
+    out: dict[str, str] = {}
+    with runtime.sessions() as session:
+        for role in ("admin", "sales"):
+            user = session.get(User, seeded[role].user_id)
+            assert user is not None
+            _, out[role] = create_token(session, user=user, name="bench")
+        session.commit()
+    return out
+
+
+def measure(runtime: Runtime, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     seeded = seed(runtime, args)
+    secrets = tokens(runtime, seeded)
     rng = random.Random(7)
     out: dict[str, Any] = {"seed_seconds": seeded["seed_seconds"]}
-    for role in ("admin", "sales"):
-        actor = seeded[role]
-        people = seeded["person_ids"] if role == "admin" else seeded["own_person_ids"]
-        queries: dict[str, Callable[[Any, int], Any]] = {
-            "contacts_newest": lambda db, _i, a=actor: contacts.list_contacts(
-                db, actor=a, query=ListQuery(limit=50)
-            ),
-            "contacts_by_stage_sorted_by_name": lambda db, i, a=actor: contacts.list_contacts(
-                db,
-                actor=a,
-                query=ListQuery(filters=(f"lifecycle_stage:eq:{STAGES[i % 5]}",), sort="name"),
-            ),
-            "contacts_search_name": lambda db, _i, a=actor: contacts.list_contacts(
-                db, actor=a, query=ListQuery(limit=50), search=rng.choice(LAST)
-            ),
-            "companies_search": lambda db, _i, a=actor: companies.list_companies(
-                db, actor=a, query=ListQuery(limit=50), search=rng.choice(INDUSTRIES)
-            ),
-            "deals_by_stage_by_amount": lambda db, i, a=actor: deals.list_deals(
-                db,
-                actor=a,
-                query=ListQuery(
-                    filters=(f"stage_id:eq:{seeded['stage_ids'][i % 4]}",), sort="-amount"
+    env = server_env(
+        str(runtime.settings.database_url),
+        workdir / "data",
+        free_port(),
+        1,
+        {"PATRON_PROCESS_IN_SERVER": "false"},
+    )
+    with running_server(env, workdir / "server.log") as (url, _pid):
+        for role in ("admin", "sales"):
+            people = seeded["person_ids"] if role == "admin" else seeded["own_person_ids"]
+            stages = seeded["stage_ids"]
+            queries: dict[str, Callable[[int], tuple[str, dict[str, Any]]]] = {
+                "contacts_newest": lambda _i: ("/v1/contacts", {"limit": 50}),
+                "contacts_by_stage_sorted_by_name": lambda i: (
+                    "/v1/contacts",
+                    {"filter": f"lifecycle_stage:eq:{STAGES[i % 5]}", "sort": "name"},
                 ),
-            ),
-            "person_timeline": lambda db, _i, a=actor, p=people: timeline.timeline(
-                db, actor=a, scope=timeline.person_scope(db, a, rng.choice(p)), limit=50
-            ),
-        }
-        out[role] = {name: timed(runtime, args.repeat, q) for name, q in queries.items()}
+                "contacts_search_name": lambda _i: ("/v1/contacts", {"q": rng.choice(LAST)}),
+                "companies_search": lambda _i: ("/v1/companies", {"q": rng.choice(INDUSTRIES)}),
+                "deals_by_stage_by_amount": lambda i, s=stages: (
+                    "/v1/deals",
+                    {"filter": f"stage_id:eq:{s[i % 4]}", "sort": "-amount"},
+                ),
+                "person_timeline": lambda _i, p=people: (
+                    f"/v1/contacts/{rng.choice(p)}/timeline",
+                    {"limit": 50},
+                ),
+                "profile_by_email": lambda _i, p=people: (
+                    "/v1/persons",
+                    {"email": f"p{seeded['index_of'][rng.choice(p)]}@example.com"},
+                ),
+            }
+            headers = {"Authorization": f"Bearer {secrets[role]}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+                for q in queries.values():  # warm the caches and the connection
+                    timed(client, 3, q)
+                out[role] = {name: timed(client, args.repeat, q) for name, q in queries.items()}
     out["permission_overhead_p50"] = {
         name: round(out["sales"][name]["p50_ms"] / max(out["admin"][name]["p50_ms"], 1e-3), 2)
         for name in out["admin"]
@@ -291,19 +327,87 @@ def measure(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def write_people_csv(path: Path, rows: int) -> None:
+    rng = random.Random(3)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "first_name", "last_name", "email", "phone", "company", "country"])
+        for n in range(rows):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            writer.writerow(
+                [
+                    f"CRM-{n}",
+                    first.title(),
+                    last.title(),
+                    f"{first}.{last}.{n}@example.com",
+                    f"+1 212 {(n // 10000) % 1000:03d} {n % 10000:04d}",
+                    f"{rng.choice(LAST).title()} {rng.choice(INDUSTRIES)}",
+                    rng.choice(("US", "GB", "DE", "FR", "JP")),
+                ]
+            )
+
+
+def measure_import(dialect: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """``patron import people`` of a large CSV, then processing some of it."""
+    path = workdir / "people.csv"
+    write_people_csv(path, args.import_rows)
+    with fresh_database(dialect, workdir, "crm_import", args.postgres_url) as url:
+        env = server_env(url, workdir / "import-data", 0, 1, {})
+        patron_cli(env, "migrate")
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "patron.cli", "import", "people", str(path), *IMPORT_FLAGS],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"import failed: {done.stderr[-2000:]}")
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        settings = Settings(database_url=url, data_dir=workdir / "import-data")
+        runtime = Runtime.start(settings)
+        try:
+            processor = Processor(runtime.sessions, settings=settings, batch_size=500)
+            processed, began, cpu = 0, time.perf_counter(), time.process_time()
+            while processed < args.import_process and (handled := processor.step()):
+                processed += handled
+            process_seconds = time.perf_counter() - began
+            process_cpu = time.process_time() - cpu
+        finally:
+            runtime.close()
+    return {
+        "rows": args.import_rows,
+        "accepted": report["accepted"],
+        "rejected": report["rejected"],
+        "import_seconds": round(seconds, 1),
+        "import_rows_per_second": round(report["accepted"] / seconds),
+        "processed_rows": processed,
+        "process_seconds": round(process_seconds, 1),
+        "processed_per_second": round(processed / process_seconds) if processed else 0,
+        "process_cpu_us_per_row": round(process_cpu / processed * 1e6) if processed else 0,
+    }
+
+
 def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="patron-bench-crm-") as tmp:
         workdir = Path(tmp)
-        with fresh_database(dialect, workdir, "crm", args.postgres_url) as url:
-            settings = Settings(database_url=url, data_dir=workdir / "data")
-            engine = create_db_engine(settings)
-            upgrade(engine)
-            engine.dispose()
-            runtime = Runtime.start(settings)
-            try:
-                return measure(runtime, args)
-            finally:
-                runtime.close()
+        out: dict[str, Any] = {}
+        if args.persons:
+            with fresh_database(dialect, workdir, "crm", args.postgres_url) as url:
+                settings = Settings(database_url=url, data_dir=workdir / "data")
+                engine = create_db_engine(settings)
+                upgrade(engine)
+                engine.dispose()
+                runtime = Runtime.start(settings)
+                try:
+                    out.update(measure(runtime, args, workdir))
+                finally:
+                    runtime.close()
+        if args.import_rows:
+            out["people_import"] = measure_import(dialect, args, workdir)
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deals", type=int, default=200_000)
     parser.add_argument("--activities", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=100)
+    parser.add_argument("--import-rows", type=int, default=1_000_000)
+    parser.add_argument("--import-process", type=int, default=100_000)
     args = parser.parse_known_args(argv)[0]
     dialects = ("sqlite", "postgresql") if args.dialect == "both" else (args.dialect,)
     report: dict[str, Any] = {
@@ -325,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             "companies": args.companies,
             "deals": args.deals,
             "activities": args.activities,
+            "import_rows": args.import_rows,
         }
     }
     for dialect in dialects:
