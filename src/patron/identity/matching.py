@@ -29,12 +29,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any
-
-import duckdb
-import pyarrow as pa
-from splink import DuckDBAPI, Linker
-from splink.internals.exceptions import SplinkException
+from typing import TYPE_CHECKING, Any
 
 from patron.identity._matching_model import (
     COMPARISONS,
@@ -51,6 +46,11 @@ DEFAULT_THRESHOLD = 0.5
 # Splink warns for every comparison level the data cannot train ("not observed in
 # dataset"); falling back to the defaults is the design here, and the warnings would
 # fill the server's log at every run.
+if TYPE_CHECKING:
+    from splink import DuckDBAPI, Linker
+
+# Splink, DuckDB and Arrow take over a second to import; only matching needs them, so they are
+# imported when it runs, not whenever the CLI or the server starts.
 logging.getLogger("splink").setLevel(logging.ERROR)
 
 # Below this many records there are too few pairs for u sampling and EM to beat the
@@ -221,6 +221,10 @@ def _session(
     records: Sequence[MatchRecord], new_ids: set[str] | None
 ) -> Iterator[tuple[DuckDBAPI, Any]]:
     """An in-memory DuckDB holding the prepared ``persons`` table, closed afterwards."""
+    import duckdb
+    import pyarrow as pa
+    from splink import DuckDBAPI
+
     columns: dict[str, list[Any]] = {f.name: [] for f in fields(MatchRecord)}
     for record in records:
         for name, values in columns.items():
@@ -251,6 +255,10 @@ def _session(
 
 def _trained_linker(sdf: Any, n_records: int) -> Linker:
     """A linker whose parameters are learnt from ``sdf``, or the defaults where they cannot be."""
+    import duckdb
+    from splink import Linker
+    from splink.internals.exceptions import SplinkException
+
     prior = _default_prior(n_records)
     if n_records < MIN_RECORDS_TO_TRAIN:
         # Term frequencies from a handful of records would call every name common.
@@ -279,6 +287,8 @@ def _default_prior(n_records: int) -> float:
 
 
 def _estimate_prior(linker: Linker, *, default: float) -> float:
+    from splink.internals.exceptions import SplinkException
+
     try:
         linker.training.estimate_probability_two_random_records_match(
             list(DETERMINISTIC_RULES), recall=DETERMINISTIC_RECALL
