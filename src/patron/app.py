@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -95,8 +96,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
+        # The location starts with where the value was (body, query...): drop only that,
+        # so that a field itself called "body" is still named.
         details = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            {"field": ".".join(str(p) for p in _within(e["loc"])), "message": e["msg"]}
             for e in errors
         ]
         first = details[0] if details else {"field": None, "message": "invalid request"}
@@ -126,6 +129,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"code": "internal_error", "message": "an unexpected error occurred; it was logged"},
             status_code=500,
         )
+
+
+def _within(loc: Sequence[Any]) -> Sequence[Any]:
+    return loc[1:] if loc and loc[0] == "body" else loc
 
 
 def _install_tracking_cors(app: FastAPI) -> None:
