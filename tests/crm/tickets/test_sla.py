@@ -3,6 +3,7 @@ DST changes, and properties that must hold for any calendar."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -111,7 +112,7 @@ def test_hours_that_begin_in_the_spring_gap_begin_when_the_clocks_resume() -> No
 def test_hours_on_both_sides_of_the_spring_gap_never_overlap() -> None:
     cal = BusinessCalendar(PARIS, weekly_schedule(DAYS, [(60, 165), (180, 240)]))
     periods = cal.periods_on(date(2026, 3, 29))  # 01:00-02:45 and 03:00-04:00
-    assert all(a[1] <= b[0] for a, b in zip(periods, periods[1:], strict=False))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(periods))
     assert sum((e - s for s, e in periods), timedelta()) == hours(2)
 
 
