@@ -123,7 +123,8 @@ def _settle_target(
     elapsed = timedelta(seconds=ticket.sla_clock_seconds)
     done = completed_at(ticket, target)
     if done is not None:
-        _record_done(ticket, target, elapsed, as_utc(done))
+        if as_utc(done) == at:  # done by this very change
+            _record_done(ticket, target, elapsed, at)
         return
     setattr(ticket, f"{target}_minutes", None)  # a reopened ticket is measured again
     setattr(ticket, f"{target}_calendar_minutes", None)
@@ -146,15 +147,14 @@ def _settle_target(
 
 
 def _record_done(ticket: Ticket, target: str, elapsed: timedelta, done: datetime) -> None:
-    """The business and calendar minutes a target took, once, when it is done."""
+    """Whether a target just done was late, and the business and calendar minutes it took."""
     if elapsed > timedelta(minutes=getattr(ticket, f"{target}_target")):
         setattr(ticket, f"{target}_breached", True)
     if target == "first_response" and ticket.first_responded_at is None:
         return  # solved without a reply: done, but there was no response to time
-    if getattr(ticket, f"{target}_minutes") is None:
-        setattr(ticket, f"{target}_minutes", round(minutes(elapsed), 4))
-        calendar_time = done - as_utc(ticket.created_at)
-        setattr(ticket, f"{target}_calendar_minutes", round(minutes(calendar_time), 4))
+    setattr(ticket, f"{target}_minutes", round(minutes(elapsed), 4))
+    calendar_time = done - as_utc(ticket.created_at)
+    setattr(ticket, f"{target}_calendar_minutes", round(minutes(calendar_time), 4))
 
 
 def next_check(ticket: Ticket, at: datetime) -> datetime | None:
