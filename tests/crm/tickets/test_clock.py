@@ -155,6 +155,13 @@ def test_a_new_priority_brings_the_policy_that_covers_it(
     sla = sla_of(client, agent, ticket)
     assert sla["policy_id"] == policy["id"]
     assert sla["first_response"]["state"] == "ok"  # judged afresh: 15 of 60 minutes
+    # A target already done keeps the terms it was judged by.
+    history.reply(ticket, ago(4))
+    history.change(ticket, ago(3), priority="urgent")
+    sla = sla_of(client, agent, ticket)
+    assert sla["first_response"]["target_minutes"] == 60
+    assert sla["first_response"]["state"] == "met"
+    assert sla["resolution"]["target_minutes"] == 60
 
 
 def test_business_hours_across_a_weekend_and_a_dst_change(

@@ -99,6 +99,22 @@ def test_a_merged_requesters_tickets_follow_them_and_come_back_on_unmerge(
     assert entries(client, admin, path, kind="ticket") == [("ticket", "VAT invoice")]
 
 
+def test_a_merged_companys_tickets_move_to_the_survivor(
+    client: TestClient, admin: User, make_ticket: MakeTicket
+) -> None:
+    keep = client.post("/v1/companies", json={"name": "Acme"}, headers=admin.headers).json()
+    other = client.post("/v1/companies", json={"name": "ACME Inc"}, headers=admin.headers).json()
+    ticket = make_ticket(user=admin, company_id=other["id"])
+    merged = client.post(
+        f"/v1/companies/{keep['id']}/merge", json={"other_id": other["id"]}, headers=admin.headers
+    )
+    assert merged.status_code == 200, merged.text
+    moved = client.get(f"/v1/tickets/{ticket['id']}", headers=admin.headers).json()
+    assert moved["company_id"] == keep["id"]
+    path = f"/v1/companies/{keep['id']}/timeline"
+    assert entries(client, admin, path, kind="ticket") == [("ticket", "Cannot log in")]
+
+
 def test_activities_link_to_tickets(
     client: TestClient,
     admin: User,

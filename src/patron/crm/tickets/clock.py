@@ -67,16 +67,18 @@ def calendar_of_ticket(session: Session, ticket: Ticket) -> BusinessCalendar | N
 
 def apply_policy(ticket: Ticket, policy: SlaPolicy | None) -> None:
     """Give the ticket a policy's terms for its priority (or none). The business time
-    counted so far stays; targets not done are judged afresh against the new terms."""
+    counted so far stays; targets not done are judged afresh against the new terms, and
+    targets already done keep the terms they were judged by."""
     terms = policy.targets.get(ticket.priority, {}) if policy is not None else {}
     ticket.sla_policy_id = policy.id if policy is not None else None
     ticket.sla_warning_fraction = policy.warning_fraction if policy is not None else None
     for target in TARGETS:
+        if completed_at(ticket, target) is not None:
+            continue
         setattr(ticket, f"{target}_target", terms.get(target))
-        if completed_at(ticket, target) is None:
-            setattr(ticket, f"{target}_breached", False)
-            setattr(ticket, f"{target}_due_at", None)
-            setattr(ticket, f"{target}_warn_at", None)
+        setattr(ticket, f"{target}_breached", False)
+        setattr(ticket, f"{target}_due_at", None)
+        setattr(ticket, f"{target}_warn_at", None)
 
 
 def completed_at(ticket: Ticket, target: str) -> datetime | None:

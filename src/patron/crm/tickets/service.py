@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from patron.auth.models import User
 from patron.auth.service import Actor, record_audit
 from patron.core.clock import as_utc, utcnow
+from patron.core.dialect import lock_row_for_update
 from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import Field, ListQuery, Page, keyset_page
 from patron.crm import events
@@ -228,7 +229,11 @@ def add_comment(
 
 
 def _workable(session: Session, actor: Actor | None, ticket_id: uuid.UUID) -> Ticket:
+    """A ticket the actor may change, locked for this transaction on PostgreSQL (two
+    changes at once would both count the clock from the same instant)."""
     ticket = writable_ticket(session, actor, ticket_id)
+    if lock_row_for_update(session):
+        session.refresh(ticket, with_for_update=True)
     if ticket.status == "closed":
         raise Conflict(f"ticket {ticket_id} is closed, and closed is final", field="ticket_id")
     return ticket
