@@ -105,7 +105,7 @@ def can_see_for(session: Session, actor: Actor | None) -> CanSee:
 
 def readable_deals(actor: Actor | None) -> ColumnElement[bool]:
     """A condition on :class:`Deal` true for the deals ``actor`` may see: the same rule as
-    companies (support sees the deals of no one until tickets exist)."""
+    companies (support sees the deals of no one: tickets bring persons and companies)."""
     if actor is None or actor.sees_everything:
         return true()
     return owned_or_shared(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
@@ -243,6 +243,7 @@ def writable_ticket(session: Session, actor: Actor | None, ticket_id: uuid.UUID)
 
 
 def require_ticket_writer(actor: Actor | None) -> None:
+    """403 unless the actor works tickets (admins, managers, support)."""
     if actor is not None and actor.role is not Role.admin and actor.role not in TICKET_WRITERS:
         raise Forbidden(f"a {actor.role} user cannot work tickets")
 

@@ -60,6 +60,7 @@ def calendar_of(policy: SlaPolicy) -> BusinessCalendar:
 
 
 def calendar_of_ticket(session: Session, ticket: Ticket) -> BusinessCalendar | None:
+    """The calendar of the ticket's policy (None without one)."""
     if ticket.sla_policy_id is None:
         return None
     return calendar_of(session.get_one(SlaPolicy, ticket.sla_policy_id))
@@ -257,6 +258,7 @@ def overall(states: Sequence[str | None]) -> str | None:
 
 
 def completed_column(target: str) -> Any:
+    """Whether a target is done, in SQL (see :func:`completed_at`)."""
     if target == "first_response":
         return or_(Ticket.first_responded_at.is_not(None), Ticket.solved_at.is_not(None))
     return Ticket.solved_at.is_not(None)

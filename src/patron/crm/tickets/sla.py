@@ -183,6 +183,7 @@ def calendar_for(
 
 
 def minutes(amount: timedelta) -> float:
+    """A duration in (fractional) minutes."""
     return amount / timedelta(minutes=1)
 
 
@@ -197,4 +198,5 @@ def parse_clock(text: str) -> int:
 
 
 def format_clock(minute: int) -> str:
+    """Minutes after midnight as ``"HH:MM"``."""
     return f"{minute // 60:02d}:{minute % 60:02d}"
