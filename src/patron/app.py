@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,7 @@ from patron.core.errors import PatronError
 from patron.core.runtime import Runtime
 from patron.core.web import json_response
 from patron.crm.api import router as crm_router
+from patron.crm.tickets.api import router as tickets_router
 from patron.identity.api import router as identity_router
 from patron.pipeline import Processor
 from patron.profiles.api import router as profiles_router
@@ -69,6 +71,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(profiles_router)
     app.include_router(crm_router)
+    app.include_router(tickets_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -93,8 +96,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
+        # The location starts with where the value was (body, query...): drop only that,
+        # so that a field itself called "body" is still named.
         details = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            {"field": ".".join(str(p) for p in _within(e["loc"])), "message": e["msg"]}
             for e in errors
         ]
         first = details[0] if details else {"field": None, "message": "invalid request"}
@@ -124,6 +129,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"code": "internal_error", "message": "an unexpected error occurred; it was logged"},
             status_code=500,
         )
+
+
+def _within(loc: Sequence[Any]) -> Sequence[Any]:
+    return loc[1:] if loc and loc[0] == "body" else loc
 
 
 def _install_tracking_cors(app: FastAPI) -> None:

@@ -49,12 +49,14 @@ import_app = typer.Typer(
 )
 export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL or CSV.")
 identity_app = typer.Typer(no_args_is_help=True, help="Merges, unmerges and matching.")
+tickets_app = typer.Typer(no_args_is_help=True, help="Support tickets and their SLAs.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(identity_app, name="identity")
+app.add_typer(tickets_app, name="tickets")
 
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -634,6 +636,22 @@ def identity_match(
         as_json=as_json,
         human=f"compared {run.compared} persons: {run.merged} merged, "
         f"{run.queued} queued for review (GET /v1/identity/match/candidates)",
+    )
+
+
+@tickets_app.command("sla-check")
+def tickets_sla_check(as_json: JsonFlag = False) -> None:
+    """Announce SLA warnings and breaches that have come due, now (the processor does it
+    every PATRON_SLA_CHECK_SECONDS)."""
+    from patron.crm.tickets.jobs import check_sla
+
+    runtime = start_runtime()
+    done = check_sla(runtime.sessions)
+    emit(
+        {"checked": done.checked, "warnings": done.warnings, "breaches": done.breaches},
+        as_json=as_json,
+        human=f"checked {done.checked} tickets: {done.warnings} warnings and "
+        f"{done.breaches} breaches announced",
     )
 
 

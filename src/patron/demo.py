@@ -29,8 +29,12 @@ from patron.collect.models import Source
 from patron.core.clock import utcnow
 from patron.core.runtime import Runtime
 from patron.crm import activities, contacts, deals
-from patron.crm.models import Pipeline
+from patron.crm.models import PersonCompany, Pipeline
 from patron.crm.pipelines import StageSpec, create_pipeline, stages_of
+from patron.crm.tickets import clock as ticket_clock
+from patron.crm.tickets import policies as ticket_policies
+from patron.crm.tickets import service as tickets
+from patron.crm.tickets.jobs import check_sla
 from patron.identity import linkage
 from patron.identity.models import Identity, Person
 from patron.pipeline import Processor
@@ -181,6 +185,7 @@ def load_or_create(
         runtime, people=people, seed=seed, sources={"web": website.id, "server": backend.id}
     )
     load_sales_team(runtime, seed=seed, password=password)
+    load_support_desk(runtime, seed=seed)
     credentials = Credentials(url, ADMIN_EMAIL, password, web_key, server_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     saved = credentials.as_dict()
@@ -565,3 +570,152 @@ def _demo_deal(
         deals.update_deal(
             db, actor=rep, deal_id=deal.id, changes={"status": "lost", "lost_reason": reason}
         )
+
+
+# --- the support desk ------------------------------------------------------------------
+
+SUPPORT_EMAIL = "sid.park@example.com"
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+SUPPORT_POLICIES: list[dict[str, Any]] = [
+    {
+        "name": "Urgent, around the clock",
+        "priorities": ["urgent"],
+        "targets": {"urgent": {"first_response": 30, "resolution": 240}},
+        "timezone": "UTC",
+        "working_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        "working_hours": [{"start": "00:00", "end": "24:00"}],
+    },
+    {
+        "name": "Business hours",
+        "targets": {
+            "low": {"first_response": 480, "resolution": 2880},
+            "normal": {"first_response": 240, "resolution": 1440},
+            "high": {"first_response": 120, "resolution": 480},
+        },
+        "priorities": ["low", "normal", "high"],
+        "timezone": "Europe/Berlin",
+        "working_days": WEEKDAYS,
+        "working_hours": [{"start": "09:00", "end": "12:30"}, {"start": "13:30", "end": "17:30"}],
+        "day_hours": {"fri": [{"start": "09:00", "end": "15:00"}]},
+        "holidays": ["2026-12-24", "2026-12-25", "2026-12-26", "2027-01-01"],
+    },
+]
+SUBJECTS = [
+    ("Order arrived damaged", "The box was crushed and the poles are bent."),
+    ("Wrong size delivered", "I ordered 42 and got 44. Can I swap them?"),
+    ("Refund not received", "I returned the jacket three weeks ago."),
+    ("Cannot sign in", "The password reset email never arrives."),
+    ("Where is my parcel?", "Tracking has not moved for five days."),
+    ("Invoice with VAT number", "Our company needs an invoice with our VAT id."),
+    ("Headlamp stopped charging", "It worked for two weeks, now nothing."),
+    ("Change delivery address", "I moved last week; the order is not shipped yet."),
+    ("Discount code rejected", "The newsletter code says it expired."),
+    ("Double charged", "My card shows the order twice."),
+]
+REPLIES = [
+    "Thanks for reaching out. I am looking into it now.",
+    "Sorry about that! Could you send a photo of the item?",
+    "I have asked our warehouse and will get back to you today.",
+    "Good news: this is fixed on our side. Could you try again?",
+]
+NOTES = ["Carrier claim opened.", "Checked with billing: refund pending approval."]
+# (how many, business time since creation as a part of the target it is about, the target,
+#  the reply after this part of the first-response target (None: no reply), then: None,
+#  "pending" at this part of resolution, or "solved" at this part of resolution)
+SCENARIOS: list[tuple[int, float, str, float | None, tuple[str, float] | None]] = [
+    (6, 0.3, "first_response", None, None),  # fresh, well inside
+    (6, 0.4, "resolution", 0.3, None),  # answered, working on it
+    (4, 0.9, "first_response", None, None),  # about to miss the first response
+    (4, 0.9, "resolution", 0.5, None),  # about to miss the resolution
+    (4, 1.6, "first_response", None, None),  # nobody answered in time
+    (4, 1.3, "resolution", 0.5, None),  # answered, but not solved in time
+    (3, 0.6, "resolution", 0.5, ("pending", 0.5)),  # waiting on the customer
+    (6, 2.0, "resolution", 0.4, ("solved", 0.7)),  # solved in time
+    (3, 2.5, "resolution", 1.2, ("solved", 1.4)),  # solved, both late
+]
+
+
+def load_support_desk(runtime: Runtime, *, seed: int) -> None:
+    """Sid Park's support desk: two SLA policies and about forty tickets on the shop's
+    customers, some well inside their targets, some near a breach, some breached, some
+    waiting on the customer, some solved in time and some late, with replies and notes.
+
+    Each history is written through the ticket services as it happened (their ``at``),
+    counted back from now in the policy's business time, so the spread holds on whatever
+    day the demo is loaded. The SLA check then announces the warnings and breaches."""
+    rng = random.Random(seed + 2)  # noqa: S311 - synthetic data, reproducible by seed
+    now = utcnow()
+    with runtime.sessions() as db:
+        user = db.scalar(select(User).where(User.email == SUPPORT_EMAIL))
+        if user is None:
+            return
+        sid = auth_service.Actor(user.id, user.email, Role(user.role))
+        for values in SUPPORT_POLICIES:
+            ticket_policies.create_policy(db, actor=None, values=values)
+        customers = list(
+            db.execute(
+                select(Person.id, PersonCompany.company_id)
+                .join(Identity, Identity.person_id == Person.id)
+                .outerjoin(PersonCompany, PersonCompany.person_id == Person.id)
+                .where(Identity.kind == "user_id", Person.merged_into.is_(None))
+                .order_by(Person.created_seq)
+            )
+        )
+        number = 0
+        for count, part, target, reply, then in SCENARIOS:
+            for _ in range(count):
+                person, company = customers[number % len(customers)] if customers else (None, None)
+                values = {
+                    "person_id": person,
+                    "company_id": company,
+                    "assignee_id": None if number % 8 == 7 else sid.user_id,  # some queue
+                    "priority": rng.choice(["low", "normal", "normal", "high", "urgent"]),
+                    "channel": rng.choice(["email", "email", "web", "chat", "phone", "form"]),
+                }
+                story = (part, target, reply, then)
+                _demo_ticket(db, rng, sid, now, number, values, story)
+                number += 1
+        db.commit()
+    check_sla(runtime.sessions)
+    Processor(runtime.sessions, settings=runtime.settings).drain()
+
+
+def _demo_ticket(
+    db: Session,
+    rng: random.Random,
+    sid: auth_service.Actor,
+    now: datetime,
+    number: int,
+    values: dict[str, Any],
+    story: tuple[float, str, float | None, tuple[str, float] | None],
+) -> None:
+    part, target, reply, then = story
+    policy = ticket_policies.match_policy(
+        db, priority=values["priority"], channel=values["channel"]
+    )
+    if policy is None:
+        return
+    calendar = ticket_clock.calendar_of(policy)
+    terms = policy.targets[values["priority"]]
+    first, resolution = (timedelta(minutes=terms[t] or 0) for t in ticket_clock.TARGETS)
+    created = calendar.add(now, -(first if target == "first_response" else resolution) * part)
+    subject, description = SUBJECTS[number % len(SUBJECTS)]
+    values = {**values, "subject": subject, "description": description}
+    # Requests come in by email, chat and forms: the system opens the ticket, Sid works it.
+    ticket = tickets.create_ticket(db, actor=None, values=values, at=created)
+    if number % 3 == 0:
+        note = rng.choice(NOTES)
+        tickets.add_comment(db, actor=sid, ticket_id=ticket.id, body=note, public=False, at=created)
+    if reply is not None:
+        at = calendar.add(created, first * reply)
+        body = rng.choice(REPLIES)
+        tickets.add_comment(db, actor=sid, ticket_id=ticket.id, body=body, at=at)
+    if then is not None:
+        status, when = then
+        at = calendar.add(created, resolution * when)
+        tickets.update_ticket(db, actor=sid, ticket_id=ticket.id, changes={"status": status}, at=at)
+        if status == "solved" and number % 2 == 0:
+            closed = min(now, at + timedelta(days=1))
+            tickets.update_ticket(
+                db, actor=sid, ticket_id=ticket.id, changes={"status": "closed"}, at=closed
+            )

@@ -30,6 +30,7 @@ from patron.crm.models import (
     Pipeline,
     Stage,
 )
+from patron.crm.tickets.models import SlaPolicy, Ticket, TicketComment
 from patron.identity.models import (
     BlockedValue,
     Identity,
@@ -77,10 +78,13 @@ __all__ = [
     "RecordShare",
     "RejectedMessage",
     "Separation",
+    "SlaPolicy",
     "Source",
     "Stage",
     "Team",
     "TeamMember",
+    "Ticket",
+    "TicketComment",
     "TraitRule",
     "TraitValue",
     "User",

@@ -29,13 +29,16 @@ from patron.core.db import write_turn
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm import imports as crm_imports
+from patron.crm.access import support_ticket_persons
 from patron.crm.contacts import fill_from_merged, import_checker, record_custom_values
 from patron.crm.inbound import attach_waiting_activities
 from patron.crm.service import forget_links, move_links, record_groups
+from patron.crm.tickets import jobs as ticket_jobs
 from patron.identity import linkage
 from patron.identity import service as identity
 from patron.identity.graph import resolve_events
 from patron.identity.hooks import HOOKS
+from patron.profiles.access import SUPPORT_SCOPES
 from patron.profiles.computed import (
     forget_computed,
     move_computed,
@@ -81,6 +84,8 @@ HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]
 PERSON_CLASSIFIER[:] = [identity.import_classifier]
 RECORD_KINDS.update(crm_imports.KINDS)
+# Support users see the persons on the tickets they work.
+SUPPORT_SCOPES[:] = [support_ticket_persons]
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class Job:
 
 # Domains add their scheduled work here (SLA clocks, nightly retraining, ...).
 JOBS: list[Job] = []
+JOBS.append(Job(ticket_jobs.JOB_NAME, lambda s: s.sla_check_seconds, ticket_jobs.run))
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:

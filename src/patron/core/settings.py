@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         description="How often the idle processor runs incremental record linkage over "
         "persons created or changed since the last run; 0 turns it off.",
     )
+    sla_check_seconds: float = Field(
+        30,
+        ge=0,
+        description="How often the idle processor checks tickets for SLA warnings and "
+        "breaches to announce (audit entries and events); 0 turns it off.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the setting, or the embedded SQLite file."""

@@ -1,23 +1,24 @@
-"""Who may see which companies: the one place that decides it, for every list, fetch,
-search, export and count of companies.
+"""Who may see which companies, deals, activities and tickets: the one place that decides
+it, for every list, fetch, search, export and count of them.
 
-The same rule as persons (``patron.profiles.access``): admins, marketing and analysts see
-every company; managers their team's; sales their own; support the companies on their
-tickets (once tickets exist); everyone the companies shared with them or their teams.
+Companies follow the rule of persons (``patron.profiles.access``): admins, marketing and
+analysts see every company; managers their team's; sales their own; support the companies
+on their tickets; everyone the companies shared with them or their teams.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy import ColumnElement, Select, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
-from patron.auth.service import Actor, owned_or_shared
+from patron.auth.service import Actor, owned_or_shared, teammates
 from patron.core.errors import Forbidden, NotFound
 from patron.crm.fields import CanSee
 from patron.crm.models import Activity, Company, Deal
+from patron.crm.tickets.models import Ticket
 from patron.identity.models import Person
 from patron.profiles.access import readable_persons
 
@@ -34,9 +35,13 @@ def readable_companies(actor: Actor | None) -> ColumnElement[bool]:
     """A condition on :class:`Company` true for the companies ``actor`` may see."""
     if actor is None or actor.sees_everything:
         return true()
-    return owned_or_shared(
+    scope = owned_or_shared(
         actor, owner=Company.owner_id, record_id=Company.id, record_type=RECORD_TYPE
     )
+    if actor.role is Role.support:
+        on_tickets = select(Ticket.company_id).where(support_tickets(actor))
+        scope = or_(scope, Company.id.in_(on_tickets))
+    return scope
 
 
 def live_company(session: Session, company_id: uuid.UUID) -> Company:
@@ -86,6 +91,8 @@ def can_see_for(session: Session, actor: Actor | None) -> CanSee:
             )
         elif record_type == "deal":
             statement = select(Deal.id).where(Deal.id == record_id, readable_deals(actor))
+        elif record_type == TICKET:
+            statement = select(Ticket.id).where(Ticket.id == record_id, readable_tickets(actor))
         else:
             return False
         return session.scalar(statement) is not None
@@ -98,7 +105,7 @@ def can_see_for(session: Session, actor: Actor | None) -> CanSee:
 
 def readable_deals(actor: Actor | None) -> ColumnElement[bool]:
     """A condition on :class:`Deal` true for the deals ``actor`` may see: the same rule as
-    companies (support sees the deals of no one until tickets exist)."""
+    companies (support sees the deals of no one: tickets bring persons and companies)."""
     if actor is None or actor.sees_everything:
         return true()
     return owned_or_shared(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
@@ -141,6 +148,7 @@ def readable_activities(actor: Actor | None) -> ColumnElement[bool]:
         Activity.person_id.in_(select(Person.id).where(readable_persons(actor))),
         Activity.company_id.in_(select(Company.id).where(readable_companies(actor))),
         Activity.deal_id.in_(select(Deal.id).where(readable_deals(actor))),
+        Activity.ticket_id.in_(select(Ticket.id).where(readable_tickets(actor))),
     )
 
 
@@ -156,3 +164,90 @@ def visible_activity(session: Session, actor: Actor | None, activity_id: uuid.UU
 def require_activity_writer(actor: Actor | None) -> None:
     if actor is not None and actor.role is not Role.admin and actor.role not in ACTIVITY_WRITERS:
         raise Forbidden(f"a {actor.role} user cannot log activities")
+
+
+# --- tickets ---------------------------------------------------------------------------
+
+TICKET = "ticket"
+# Who works tickets (create, change, comment); a manager only their team's and the queue.
+TICKET_WRITERS = (Role.manager, Role.support)
+# Who reads internal notes: the people who work tickets.
+TICKET_STAFF = (Role.admin, Role.manager, Role.support)
+
+
+def readable_tickets(actor: Actor | None) -> ColumnElement[bool]:
+    """A condition on :class:`Ticket` true for the tickets ``actor`` may see.
+
+    Admins, marketing and analysts: all. Support: their own, their teammates' and the
+    unassigned queue. Managers: their team's and the queue, and (to read) the tickets of
+    the persons and companies they see. Sales: the tickets of the persons and companies
+    they see.
+    """
+    if actor is None or actor.sees_everything:
+        return true()
+    if actor.role is Role.support:
+        return support_tickets(actor)
+    by_customer = or_(
+        Ticket.person_id.in_(_readable_person_ids(actor)),
+        Ticket.company_id.in_(select(Company.id).where(readable_companies(actor))),
+    )
+    if actor.role is Role.manager:
+        return or_(team_tickets(actor), by_customer)
+    return by_customer
+
+
+def team_tickets(actor: Actor) -> ColumnElement[bool]:
+    """Tickets assigned to the actor or a teammate, and the unassigned queue."""
+    return or_(Ticket.assignee_id.in_(teammates(actor)), Ticket.assignee_id.is_(None))
+
+
+def support_tickets(actor: Actor) -> ColumnElement[bool]:
+    """The tickets a support user works: theirs, their teammates' and the queue."""
+    return team_tickets(actor)
+
+
+def support_ticket_persons(actor: Actor) -> Select[uuid.UUID]:
+    """The persons on a support user's tickets (a merged requester: the survivor), for
+    ``patron.profiles.access.SUPPORT_SCOPES``."""
+    requesters = select(Ticket.person_id).where(
+        support_tickets(actor), Ticket.person_id.is_not(None)
+    )
+    return select(func.coalesce(Person.merged_into, Person.id)).where(Person.id.in_(requesters))
+
+
+def _readable_person_ids(actor: Actor) -> Select[uuid.UUID]:
+    """Persons the actor sees, and the persons merged into them (tickets keep the id of
+    the person they were made for)."""
+    live = select(Person.id).where(readable_persons(actor))
+    return select(Person.id).where(or_(Person.id.in_(live), Person.merged_into.in_(live)))
+
+
+def visible_ticket(session: Session, actor: Actor | None, ticket_id: uuid.UUID) -> Ticket:
+    """The ticket if ``actor`` may see it; otherwise 404, as for one that does not exist."""
+    found = session.scalar(select(Ticket).where(Ticket.id == ticket_id, readable_tickets(actor)))
+    if found is None:
+        raise NotFound(f"no ticket with id {ticket_id}", field="ticket_id")
+    return found
+
+
+def writable_ticket(session: Session, actor: Actor | None, ticket_id: uuid.UUID) -> Ticket:
+    """A ticket ``actor`` may work: visible (else 404), a role that works tickets and, for
+    a manager, their team's or unassigned (else 403)."""
+    ticket = visible_ticket(session, actor, ticket_id)
+    require_ticket_writer(actor)
+    if actor is not None and actor.role is Role.manager:
+        mine = session.scalar(select(Ticket.id).where(Ticket.id == ticket.id, team_tickets(actor)))
+        if mine is None:
+            raise Forbidden("a manager works the tickets of their team and the unassigned ones")
+    return ticket
+
+
+def require_ticket_writer(actor: Actor | None) -> None:
+    """403 unless the actor works tickets (admins, managers, support)."""
+    if actor is not None and actor.role is not Role.admin and actor.role not in TICKET_WRITERS:
+        raise Forbidden(f"a {actor.role} user cannot work tickets")
+
+
+def reads_internal_notes(actor: Actor | None) -> bool:
+    """Internal notes are for the people who work tickets."""
+    return actor is None or actor.role in TICKET_STAFF

@@ -1,5 +1,5 @@
-"""Activities: tasks, calls, meetings, notes and logged emails on persons, companies and
-deals; "my tasks"; reminders as notifications."""
+"""Activities: tasks, calls, meetings, notes and logged emails on persons, companies,
+deals and tickets; "my tasks"; reminders as notifications."""
 
 from __future__ import annotations
 
@@ -24,11 +24,13 @@ from patron.crm.access import (
     readable_activities,
     require_activity_writer,
     visible_activity,
+    visible_ticket,
     writable_company,
     writable_deal,
 )
 from patron.crm.models import Activity, Deal
 from patron.crm.records import changed, check_owner, snapshot
+from patron.crm.tickets.models import Ticket
 from patron.identity import service as identity
 from patron.profiles.access import writable_person
 
@@ -46,13 +48,23 @@ KIND_FIELDS = {
     "note": set(),
     "email": {"direction"},
 }
-COMMON = {"subject", "body", "person_id", "company_id", "deal_id", "owner_id", "occurred_at"}
+COMMON = {
+    "subject",
+    "body",
+    "person_id",
+    "company_id",
+    "deal_id",
+    "ticket_id",
+    "owner_id",
+    "occurred_at",
+}
 AUDITED = (
     "subject",
     "body",
     "person_id",
     "company_id",
     "deal_id",
+    "ticket_id",
     "owner_id",
     "due_at",
     "remind_at",
@@ -72,6 +84,7 @@ LIST_FIELDS: dict[str, Field] = {
     "person_id": Field(Activity.person_id, "uuid", uuid.UUID),
     "company_id": Field(Activity.company_id, "uuid", uuid.UUID),
     "deal_id": Field(Activity.deal_id, "uuid", uuid.UUID),
+    "ticket_id": Field(Activity.ticket_id, "uuid", uuid.UUID),
     "owner_id": Field(Activity.owner_id, "uuid", uuid.UUID),
     "created_by": Field(Activity.created_by),
     "occurred_at": Field(Activity.occurred_at, "datetime", datetime.fromisoformat),
@@ -101,11 +114,13 @@ def _links(
     session: Session, actor: Actor | None, values: Mapping[str, Any]
 ) -> dict[str, uuid.UUID | None]:
     """The linked records, which the actor must be allowed to change (a 400 naming the
-    field for one they cannot see, 403 for one they may only read)."""
+    field for one they cannot see, 403 for one they may only read). A ticket needs only be
+    visible: whoever sees a customer's ticket may log a call about it."""
     checks: dict[str, Callable[[Session, Actor | None, uuid.UUID], Any]] = {
         "person_id": writable_person,
         "company_id": writable_company,
         "deal_id": writable_deal,
+        "ticket_id": visible_ticket,
     }
     out: dict[str, uuid.UUID | None] = {}
     for name, check in checks.items():
@@ -178,8 +193,11 @@ def _apply(session: Session, activity: Activity, values: Mapping[str, Any], now:
 
 def _check_complete(activity: Activity) -> None:
     """What each kind needs, checked after all fields are set."""
-    if activity.person_id is None and activity.company_id is None and activity.deal_id is None:
-        raise InvalidInput("link the activity to a person, a company or a deal", field="person_id")
+    links = (activity.person_id, activity.company_id, activity.deal_id, activity.ticket_id)
+    if all(link is None for link in links):
+        raise InvalidInput(
+            "link the activity to a person, a company, a deal or a ticket", field="person_id"
+        )
     if activity.kind in ("task", "meeting", "email") and not activity.subject:
         raise InvalidInput(f"a {activity.kind} needs a subject", field="subject")
     if activity.kind == "note" and not activity.body.strip():
@@ -304,11 +322,14 @@ def _touch_deal(session: Session, activity: Activity, now: datetime) -> None:
 
 
 def _track(session: Session, actor: Actor | None, activity: Activity, event: str) -> None:
-    """The activity's event goes on its person, or its deal's person."""
+    """The activity's event goes on its person, or its deal's or ticket's person."""
     person_id = activity.person_id
     if person_id is None and activity.deal_id is not None:
         deal = session.get(Deal, activity.deal_id)
         person_id = deal.person_id if deal else None
+    if person_id is None and activity.ticket_id is not None:
+        ticket = session.get(Ticket, activity.ticket_id)
+        person_id = ticket.person_id if ticket else None
     if person_id is None:
         return
     person = identity.live_person(session, person_id)
@@ -317,7 +338,7 @@ def _track(session: Session, actor: Actor | None, activity: Activity, event: str
         "kind": activity.kind,
         "subject": activity.subject,
     }
-    for name in ("deal_id", "company_id"):
+    for name in ("deal_id", "company_id", "ticket_id"):
         value = getattr(activity, name)
         if value is not None:
             properties[name] = str(value)

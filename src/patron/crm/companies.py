@@ -36,6 +36,7 @@ from patron.crm.records import (
     toggle_archived,
 )
 from patron.crm.service import link_person
+from patron.crm.tickets.models import Ticket
 from patron.identity.models import Person
 from patron.profiles.access import readable_persons, visible_person
 
@@ -377,7 +378,8 @@ def merge_companies(
     merged.merged_into = survivor.id
     session.flush()
     _move_people(session, survivor.id, merged.id)
-    for model in (Activity, Deal):  # the duplicate's deals and activities are the survivor's
+    # The duplicate's deals, activities and tickets are the survivor's.
+    for model in (Activity, Deal, Ticket):
         session.execute(
             update(model).where(model.company_id == merged.id).values(company_id=survivor.id)
         )

@@ -41,6 +41,12 @@ TASK_COMPLETED = "Task Completed"
 CALL_LOGGED = "Call Logged"
 NOTE_ADDED = "Note Added"
 EMAIL_LOGGED = "Email Logged"
+TICKET_CREATED = "Ticket Created"
+TICKET_STATUS_CHANGED = "Ticket Status Changed"
+TICKET_SOLVED = "Ticket Solved"
+TICKET_COMMENT_ADDED = "Ticket Comment Added"
+TICKET_SLA_WARNING = "Ticket SLA Warning"
+TICKET_SLA_BREACHED = "Ticket SLA Breached"
 
 
 def crm_source(session: Session) -> Source:

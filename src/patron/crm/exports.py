@@ -1,5 +1,5 @@
-"""Any filtered list of contacts, companies, deals or activities as CSV, page by page
-(constant memory), with the same visibility, filters, search and sort as the list itself."""
+"""Any filtered list of contacts, companies, deals, activities or tickets as CSV, page by
+page (constant memory), with the same visibility, filters, search and sort as the list."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.auth.service import Actor
+from patron.core.clock import utcnow
 from patron.core.pagination import ListQuery, Page
 from patron.crm import activities, companies, contacts, deals
 from patron.crm import fields as custom_fields
 from patron.crm.records import jsonable
+from patron.crm.tickets import clock as ticket_clock
+from patron.crm.tickets import service as tickets
 
 PAGE = 500
 CONTACT_COLUMNS = (
@@ -66,6 +69,7 @@ ACTIVITY_COLUMNS = (
     "person_id",
     "company_id",
     "deal_id",
+    "ticket_id",
     "owner_id",
     "created_by",
     "occurred_at",
@@ -78,13 +82,40 @@ ACTIVITY_COLUMNS = (
     "starts_at",
     "ends_at",
 )
-KINDS = ("contacts", "companies", "deals", "activities")
-RECORD_TYPES = {"contacts": "person", "companies": "company", "deals": "deal"}
+TICKET_COLUMNS = (
+    "id",
+    "subject",
+    "status",
+    "priority",
+    "channel",
+    "person_id",
+    "company_id",
+    "assignee_id",
+    "tags",
+    "created_by",
+    "created_at",
+    "first_responded_at",
+    "solved_at",
+    "closed_at",
+    "sla_policy_id",
+    "sla_state",
+    "first_response_target",
+    "first_response_due_at",
+    "first_response_breached",
+    "first_response_minutes",
+    "resolution_target",
+    "resolution_due_at",
+    "resolution_breached",
+    "resolution_minutes",
+)
+KINDS = ("contacts", "companies", "deals", "activities", "tickets")
+RECORD_TYPES = {"contacts": "person", "companies": "company", "deals": "deal", "tickets": "ticket"}
 COLUMNS = {
     "contacts": CONTACT_COLUMNS,
     "companies": COMPANY_COLUMNS,
     "deals": DEAL_COLUMNS,
     "activities": ACTIVITY_COLUMNS,
+    "tickets": TICKET_COLUMNS,
 }
 
 
@@ -94,6 +125,8 @@ def _lister(kind: str, archived: bool, rotting: bool | None) -> Callable[..., Pa
         return lambda session, **common: deals.list_deals(session, rotting=rotting, **common)
     if kind == "activities":
         return activities.list_activities
+    if kind == "tickets":
+        return tickets.list_tickets
     chosen: Callable[..., Page[Any]] = (
         contacts.list_contacts if kind == "contacts" else companies.list_companies
     )
@@ -116,6 +149,14 @@ def _contact_value(person: Any, column: str) -> Any:
     return getattr(person, column)
 
 
+def _ticket_value(ticket: Any, column: str) -> Any:
+    if column == "sla_state":  # the state needs no calendar, only the stored clock
+        now = utcnow()
+        views = [ticket_clock.target_view(ticket, t, None, now) for t in ticket_clock.TARGETS]
+        return ticket_clock.overall([v.state for v in views if v is not None])
+    return getattr(ticket, column)
+
+
 def export_csv(
     sessions: sessionmaker[Session],
     *,
@@ -135,7 +176,7 @@ def export_csv(
     record_type = RECORD_TYPES.get(kind)
     lister = _lister(kind, archived, rotting)
     columns = COLUMNS[kind]
-    value = _contact_value if kind == "contacts" else getattr
+    value = {"contacts": _contact_value, "tickets": _ticket_value}.get(kind, getattr)
     session = sessions()
     try:
         keys = sorted(custom_fields.fields_of(session, record_type)) if record_type else []

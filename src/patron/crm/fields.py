@@ -25,6 +25,7 @@ from patron.auth.service import Actor, record_audit
 from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import Field
 from patron.crm.models import Company, CustomField, Deal
+from patron.crm.tickets.models import Ticket
 from patron.identity.models import Person
 
 RECORD_TYPES = ("person", "company", "deal", "ticket")
@@ -42,8 +43,8 @@ FIELD_TYPES = (
     "phone",
     "reference",
 )
-# Record types a reference can point at today (tickets join when they exist).
-REFERENCE_TYPES = ("person", "company", "deal")
+# Record types a reference can point at.
+REFERENCE_TYPES = ("person", "company", "deal", "ticket")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 MAX_TEXT = 10_000
 # Dates outside these years are typing mistakes (a close date in 9999), not plans.
@@ -428,7 +429,7 @@ def values_checker(
     definitions = fields_of(session, record_type)
 
     def exists(kind: str, record_id: uuid.UUID) -> bool:
-        model: Any = {"person": Person, "company": Company, "deal": Deal}[kind]
+        model: Any = {"person": Person, "company": Company, "deal": Deal, "ticket": Ticket}[kind]
         return session.get(model, record_id) is not None
 
     def check(values: dict[str, Any]) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class DealStageVisit(Base):
 
 class Activity(Base):
     """Work done with customers: a task, call, meeting, note or email, linked to any of a
-    person, a company and a deal.
+    person, a company, a deal and a ticket.
 
     One table for every kind, with the columns only some kinds use left empty: the timeline
     and "my tasks" then read one table, and a new kind needs no join.
@@ -179,6 +179,7 @@ class Activity(Base):
         Index("ix_activities_person", "person_id", "occurred_at"),
         Index("ix_activities_company", "company_id", "occurred_at"),
         Index("ix_activities_deal", "deal_id", "occurred_at"),
+        Index("ix_activities_ticket", "ticket_id", "occurred_at"),
         Index("ix_activities_owner_due", "owner_id", "done_at", "due_at"),
         Index("ix_activities_reminders", "owner_id", "remind_at"),
         UniqueConstraint("email_message_id", "person_id", name="uq_activities_email_person"),
@@ -192,6 +193,9 @@ class Activity(Base):
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id"))
     company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id"))
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE")
+    )
     # Whose it is: a task's assignee, or whoever logged the activity.
     owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_by: Mapped[str] = mapped_column(String(320))

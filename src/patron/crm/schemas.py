@@ -321,6 +321,7 @@ class ActivityIn(Input):
     person_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     deal_id: uuid.UUID | None = None
+    ticket_id: uuid.UUID | None = None
     owner_id: uuid.UUID | None = Field(None, description="A task's assignee. Default: you.")
     occurred_at: When | None = Field(None, description="When it happened. Default: now.")
     due_at: When | None = None
@@ -343,6 +344,7 @@ class ActivityPatch(Input):
     person_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     deal_id: uuid.UUID | None = None
+    ticket_id: uuid.UUID | None = None
     owner_id: uuid.UUID | None = None
     occurred_at: When | None = None
     due_at: When | None = None
@@ -367,6 +369,7 @@ class ActivityOut(BaseModel):
     person_id: uuid.UUID | None
     company_id: uuid.UUID | None
     deal_id: uuid.UUID | None
+    ticket_id: uuid.UUID | None
     owner_id: uuid.UUID | None
     created_by: str
     occurred_at: When

@@ -1,7 +1,8 @@
-"""One timeline per person, company and deal: CDP events, CRM activities and changes
-(the audit log: field changes, stage changes, merges), interleaved newest first.
+"""One timeline per person, company and deal: CDP events, CRM activities, changes (the
+audit log: field changes, stage changes, merges), and support tickets with their comments,
+interleaved newest first.
 
-Each of the three sources is read in the timeline's order from the cursor on, one page's
+Each source is read in the timeline's order from the cursor on, one page's
 worth at most, and the pages are merged: a keyset page costs three index reads whatever
 the history's length. Ties in time are broken by source, then by each source's own key.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,20 +24,29 @@ from patron.collect.models import Event
 from patron.core.clock import as_utc
 from patron.core.errors import InvalidInput
 from patron.core.pagination import Page, decode_cursor, encode_cursor
-from patron.crm.access import readable_activities, visible_company, visible_deal
+from patron.crm.access import (
+    readable_activities,
+    readable_tickets,
+    reads_internal_notes,
+    visible_company,
+    visible_deal,
+)
 from patron.crm.models import Activity, PersonCompany
+from patron.crm.tickets.models import Ticket, TicketComment
 from patron.identity import service as identity
 from patron.identity.models import Person, PersonEvent
 from patron.profiles.access import readable_persons, visible_person
 
 ACTIVITY_KINDS = ("task", "call", "meeting", "note", "email")
-KINDS = ("event", "change", *ACTIVITY_KINDS)
-EVENT, ACTIVITY, CHANGE = 0, 1, 2
+KINDS = ("event", "change", *ACTIVITY_KINDS, "ticket", "comment")
+EVENT, ACTIVITY, CHANGE, TICKET, COMMENT = 0, 1, 2, 3, 4
+# Sources keyed by an integer; the others by a UUID.
+INTEGER_KEYS = (EVENT, CHANGE)
 
 
 @dataclass
 class Entry:
-    kind: str  # event, change, or the activity's kind
+    kind: str  # event, change, ticket, comment, or the activity's kind
     at: datetime
     id: str
     title: str
@@ -53,12 +63,19 @@ class Scope:
     activities: ColumnElement[bool]
     record_type: str
     record_id: str
+    tickets: ColumnElement[bool] = field(default_factory=false)
 
 
 def person_scope(session: Session, actor: Actor | None, person_id: uuid.UUID) -> Scope:
     person = visible_person(session, actor, person_id)
     ids = [person.id, *identity.merged_ids(session, person.id)]
-    return Scope([person.id], Activity.person_id.in_(ids), "person", str(person.id))
+    return Scope(
+        [person.id],
+        Activity.person_id.in_(ids),
+        "person",
+        str(person.id),
+        tickets=Ticket.person_id.in_(ids),
+    )
 
 
 def company_scope(session: Session, actor: Actor | None, company_id: uuid.UUID) -> Scope:
@@ -70,7 +87,13 @@ def company_scope(session: Session, actor: Actor | None, company_id: uuid.UUID) 
             .where(PersonCompany.company_id == company.id, readable_persons(actor))
         )
     )
-    return Scope(persons, Activity.company_id == company.id, "company", str(company.id))
+    return Scope(
+        persons,
+        Activity.company_id == company.id,
+        "company",
+        str(company.id),
+        tickets=Ticket.company_id == company.id,
+    )
 
 
 def deal_scope(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> Scope:
@@ -119,6 +142,7 @@ def timeline(
             AuditEntry.record_type == scope.record_type, AuditEntry.record_id == scope.record_id
         )
         sources.append((CHANGE, changes, AuditEntry.at, AuditEntry.id))
+    sources += _ticket_sources(actor, scope, wanted)
     total = 0
     entries: list[Entry] = []
     for rank, statement, at, key in sources:
@@ -135,6 +159,27 @@ def timeline(
         last = page[-1]
         next_cursor = encode_cursor([last.at.isoformat(), last.rank, str(last.key)])
     return Page(page, total, next_cursor)
+
+
+def _ticket_sources(
+    actor: Actor | None, scope: Scope, wanted: set[str]
+) -> list[tuple[int, Select[Any], Any, Any]]:
+    """The scope's tickets and their comments that ``actor`` may see (internal notes only
+    for those who work tickets)."""
+    sources: list[tuple[int, Select[Any], Any, Any]] = []
+    if "ticket" in wanted:
+        tickets = select(Ticket).where(scope.tickets, readable_tickets(actor))
+        sources.append((TICKET, tickets, Ticket.created_at, Ticket.id))
+    if "comment" in wanted:
+        comments = (
+            select(TicketComment)
+            .join(Ticket, Ticket.id == TicketComment.ticket_id)
+            .where(scope.tickets, readable_tickets(actor))
+        )
+        if not reads_internal_notes(actor):
+            comments = comments.where(TicketComment.public.is_(True))
+        sources.append((COMMENT, comments, TicketComment.created_at, TicketComment.id))
+    return sources
 
 
 def _cursor(cursor: str | None) -> tuple[datetime, int, str] | None:
@@ -156,7 +201,7 @@ def _beyond(rank: int, at: Any, key: Any, after: tuple[datetime, int, str]) -> C
     if rank > cursor_rank:
         return at < when  # type: ignore[no-any-return]
     try:
-        typed: Any = int(cursor_key) if rank != ACTIVITY else uuid.UUID(cursor_key)
+        typed: Any = int(cursor_key) if rank in INTEGER_KEYS else uuid.UUID(cursor_key)
     except ValueError:
         return false()
     return or_(at < when, and_(at == when, key < typed))
@@ -175,6 +220,7 @@ def _entry(rank: int, row: Any) -> Entry:
             "person_id": str(row.person_id) if row.person_id else None,
             "company_id": str(row.company_id) if row.company_id else None,
             "deal_id": str(row.deal_id) if row.deal_id else None,
+            "ticket_id": str(row.ticket_id) if row.ticket_id else None,
             "done": row.done_at is not None,
             "due_at": row.due_at.isoformat() if row.due_at else None,
             "direction": row.direction,
@@ -184,6 +230,10 @@ def _entry(rank: int, row: Any) -> Entry:
         return Entry(
             row.kind, row.occurred_at, str(row.id), row.subject or row.kind, data, rank, row.id
         )
+    if rank == TICKET:
+        return _ticket_entry(row)
+    if rank == COMMENT:
+        return _comment_entry(row)
     data = {
         "action": row.action,
         "actor": row.actor_label,
@@ -191,3 +241,35 @@ def _entry(rank: int, row: Any) -> Entry:
         "after": row.after,
     }
     return Entry("change", row.at, str(row.id), row.action, data, rank, row.id)
+
+
+def _ticket_entry(ticket: Ticket) -> Entry:
+    data = {
+        "subject": ticket.subject,
+        "body": ticket.description,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "channel": ticket.channel,
+        "assignee_id": str(ticket.assignee_id) if ticket.assignee_id else None,
+        "person_id": str(ticket.person_id) if ticket.person_id else None,
+        "company_id": str(ticket.company_id) if ticket.company_id else None,
+        "solved_at": ticket.solved_at.isoformat() if ticket.solved_at else None,
+    }
+    return Entry(
+        "ticket", ticket.created_at, str(ticket.id), ticket.subject, data, TICKET, ticket.id
+    )
+
+
+def _comment_entry(comment: TicketComment) -> Entry:
+    if comment.from_requester:
+        title = "Requester wrote"
+    else:
+        title = "Public reply" if comment.public else "Internal note"
+    data = {
+        "ticket_id": str(comment.ticket_id),
+        "body": comment.body,
+        "public": comment.public,
+        "from_requester": comment.from_requester,
+        "author": comment.author_label,
+    }
+    return Entry("comment", comment.created_at, str(comment.id), title, data, COMMENT, comment.id)

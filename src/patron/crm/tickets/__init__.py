@@ -1,0 +1,1 @@
+"""Support tickets: comments, SLA policies on business hours, breach detection."""
