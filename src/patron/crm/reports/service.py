@@ -53,6 +53,8 @@ DAY = 86_400
 GROUPS = ("none", "owner", "pipeline")
 # What became of a deal's stay in a stage (see :func:`stage_conversion`).
 OUTCOMES = ("moved_on", "moved_back", "won", "lost", "open")
+# The activity kinds the activity report counts, in its column order.
+KINDS = ("call", "meeting", "note", "email", "task")
 
 
 # --- filters -----------------------------------------------------------------------------
@@ -270,49 +272,52 @@ class StageRow:
     weighted_amount: Decimal
 
 
+def _stages(session: Session, filters: ReportFilters) -> list[tuple[Stage, str]]:
+    """The stages in the filters' pipeline (or all), each with its pipeline's name, in
+    pipeline name and stage order."""
+    statement = select(Stage, Pipeline.name).join(Pipeline, Pipeline.id == Stage.pipeline_id)
+    if filters.pipeline_id is not None:
+        statement = statement.where(Stage.pipeline_id == filters.pipeline_id)
+    found = [(stage, name) for stage, name in session.execute(statement)]
+    return sorted(found, key=lambda s: (s[1], str(s[0].pipeline_id), s[0].position))
+
+
 def pipeline_by_stage(
     session: Session, *, actor: Actor | None, filters: ReportFilters
 ) -> list[StageRow]:
     """Open deals per pipeline, stage (in stage order) and currency: how many, their amount,
     and the amount weighted by the stage's probability. Empty stages have a row too."""
     filters = check_filters(session, filters)
-    # The deal conditions go in the join, so a stage without matching deals keeps its row.
-    on = and_(
-        Deal.stage_id == Stage.id,
-        Deal.status == "open",
-        *_deals(actor, filters, at=Deal.created_at),
-    )
-    stage_columns = (
-        Pipeline.id,
-        Pipeline.name,
-        Stage.id,
-        Stage.name,
-        Stage.position,
-        Stage.probability,
-    )
     statement = (
-        select(
-            *stage_columns,
-            Deal.currency,
-            func.count(Deal.id),
-            func.sum(Deal.amount),
-            func.sum(Deal.amount * Stage.probability / 100),
-        )
-        .select_from(Stage)
-        .join(Pipeline, Pipeline.id == Stage.pipeline_id)
-        .outerjoin(Deal, on)
-        .group_by(*stage_columns, Deal.currency)
+        select(Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.amount))
+        .where(Deal.status == "open", *_deals(actor, filters, at=Deal.created_at))
+        .group_by(Deal.stage_id, Deal.currency)
     )
-    if filters.pipeline_id is not None:
-        statement = statement.where(Stage.pipeline_id == filters.pipeline_id)
-    rows = [
-        StageRow(*row[:6], row[6], row[7], _money(row[8]), Decimal(row[9] or 0).quantize(CENTS))
-        for row in session.execute(statement)
-    ]
-    return sorted(
-        rows,
-        key=lambda r: (r.pipeline, str(r.pipeline_id), r.position, *_text_order(r.currency)),
-    )
+    sums: dict[uuid.UUID, list[tuple[str | None, int, Decimal]]] = {}
+    for stage_id, currency, count, amount in session.execute(statement):
+        sums.setdefault(stage_id, []).append((currency, count, _money(amount)))
+    rows = []
+    for stage, pipeline in _stages(session, filters):
+        # The probability is the stage's, so weighting the sum weights every deal.
+        for currency, count, amount in sorted(
+            sums.get(stage.id) or [(None, 0, _money(0))], key=lambda c: _text_order(c[0])
+        ):
+            weighted = (amount * stage.probability / 100).quantize(CENTS)
+            rows.append(
+                StageRow(
+                    pipeline_id=stage.pipeline_id,
+                    pipeline=pipeline,
+                    stage_id=stage.id,
+                    stage=stage.name,
+                    position=stage.position,
+                    probability=stage.probability,
+                    currency=currency,
+                    deals=count,
+                    amount=amount,
+                    weighted_amount=weighted,
+                )
+            )
+    return rows
 
 
 # --- 2. forecast by month --------------------------------------------------------------
@@ -515,29 +520,45 @@ class StageConversionRow:
 def _stage_visits(
     session: Session, actor: Actor | None, filters: ReportFilters, now: datetime
 ) -> Subquery:
-    """Each visit of a deal to a stage with its outcome, whether it ended, and its length
-    in seconds (up to ``now`` for a deal still there)."""
-    visits = (
+    """Each stay of a visible deal in a stage, begun in the range, with its outcome, whether
+    it ended, and its length in seconds (up to ``now`` for a deal still there)."""
+    visit, later = DealStageVisit, aliased(DealStageVisit)
+    # Where the deal went next: its next stay, found through the (deal_id, id) index for
+    # the stays in the range that ended with a move, rather than by a window over all.
+    next_stage = (
+        select(later.stage_id)
+        .where(later.deal_id == visit.deal_id, later.id > visit.id)
+        .order_by(later.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    stays = (
         select(
-            DealStageVisit.stage_id,
-            DealStageVisit.entered_at,
-            DealStageVisit.left_at,
-            # The stage the deal went to next: the window runs before the date filter.
-            func.lead(DealStageVisit.stage_id)
-            .over(partition_by=DealStageVisit.deal_id, order_by=DealStageVisit.id)
-            .label("next_stage_id"),
+            visit.stage_id,
+            Stage.pipeline_id,
+            Stage.position,
+            visit.entered_at,
+            visit.left_at,
+            case((visit.left_at.is_not(None), next_stage)).label("next_stage_id"),
             Deal.status,
             Deal.closed_at,
         )
-        .join(Deal, Deal.id == DealStageVisit.deal_id)
-        .where(readable_deals(actor), *_deal_filters(filters))
-        .subquery()
+        .join(Deal, Deal.id == visit.deal_id)
+        .join(Stage, Stage.id == visit.stage_id)
+        .where(
+            readable_deals(actor),
+            *_deal_filters(filters),
+            _in_range(visit.entered_at, filters),
+        )
     )
-    v, after = visits.c, aliased(Stage)
+    if filters.pipeline_id is not None:
+        stays = stays.where(Stage.pipeline_id == filters.pipeline_id)
+    found = stays.subquery()
+    v, after = found.c, aliased(Stage)
     # A won or lost deal's stay in its last stage ends when it closed.
     closed = case((v.closed_at < v.entered_at, v.entered_at), else_=v.closed_at)
     ended_at = case((v.left_at.is_not(None), v.left_at), (v.status != "open", closed))
-    forward = and_(after.pipeline_id == Stage.pipeline_id, after.position > Stage.position)
+    forward = and_(after.pipeline_id == v.pipeline_id, after.position > v.position)
     outcome = case(
         (and_(v.left_at.is_not(None), forward), "moved_on"),
         (v.left_at.is_not(None), "moved_back"),
@@ -546,21 +567,17 @@ def _stage_visits(
         else_="open",
     )
     end = func.coalesce(ended_at, literal(now, DateTime(timezone=True)))
-    statement = (
+    return (
         select(
-            Stage.id.label("stage_id"),
+            v.stage_id,
             outcome.label("outcome"),
             case((ended_at.is_(None), 0), else_=1).label("ended"),
             _whole_seconds(v.entered_at, end, dialect_name(session)).label("seconds"),
         )
-        .select_from(visits)
-        .join(Stage, Stage.id == v.stage_id)
+        .select_from(found)
         .outerjoin(after, after.id == v.next_stage_id)
-        .where(_in_range(v.entered_at, filters))
+        .subquery()
     )
-    if filters.pipeline_id is not None:
-        statement = statement.where(Stage.pipeline_id == filters.pipeline_id)
-    return statement.subquery()
 
 
 def stage_conversion(
@@ -578,15 +595,7 @@ def stage_conversion(
     filters = check_filters(session, filters)
     visits = _stage_visits(session, actor, filters, as_utc(now or utcnow()))
     found = _durations(session, visits, partition=("stage_id", "ended"), extra=("outcome",))
-    stages = (
-        select(Stage, Pipeline.name)
-        .join(Pipeline, Pipeline.id == Stage.pipeline_id)
-        .order_by(Stage.position)
-    )
-    if filters.pipeline_id is not None:
-        stages = stages.where(Stage.pipeline_id == filters.pipeline_id)
-    rows = [_stage_row(stage, name, found) for stage, name in session.execute(stages)]
-    return sorted(rows, key=lambda r: (r.pipeline, str(r.pipeline_id), r.position))
+    return [_stage_row(stage, name, found) for stage, name in _stages(session, filters)]
 
 
 def _stage_row(
@@ -645,34 +654,44 @@ def activities_per_owner(
     it and the tasks completed in it (``total`` is all but the completions). The pipeline
     filter keeps the activities on that pipeline's deals."""
     filters = check_filters(session, filters)
+    counts = _activity_counts(actor, filters)
+    statement = select(
+        counts.c.owner_id, _user_label(), counts.c.kind, counts.c.logged, counts.c.done
+    ).outerjoin(User, User.id == counts.c.owner_id)
+    owners: dict[uuid.UUID | None, tuple[str | None, dict[str, tuple[int, int]]]] = {}
+    for owner_id, label, kind, logged, done in session.execute(statement):
+        owners.setdefault(owner_id, (label, {}))[1][kind] = (logged, done)
+    rows = []
+    for owner_id, (label, kinds) in owners.items():
+        calls, meetings, notes, emails, tasks = (kinds.get(k, (0, 0))[0] for k in KINDS)
+        completed = kinds.get("task", (0, 0))[1]
+        total = calls + meetings + notes + emails + tasks
+        rows.append(
+            ActivityOwnerRow(
+                owner_id, label, calls, meetings, notes, emails, tasks, completed, total
+            )
+        )
+    return sorted(rows, key=lambda r: (*_text_order(r.owner), *_text_order(_text(r.owner_id))))
+
+
+def _activity_counts(actor: Actor | None, filters: ReportFilters) -> Subquery:
+    """Per owner and kind: the activities that occurred in the range and those completed
+    in it, grouped before anything is joined to them."""
+    ranged = filters.since is not None or filters.until is not None
     occurred = _in_range(Activity.occurred_at, filters)
     completed = and_(Activity.done_at.is_not(None), _in_range(Activity.done_at, filters))
-
-    def count(kind: str, when: ColumnElement[bool]) -> ColumnElement[int]:
-        return func.count(case((and_(Activity.kind == kind, when), 1)))
-
+    logged = func.count(case((occurred, 1))) if ranged else func.count()
+    done = func.count(case((completed, 1))) if ranged else func.count(Activity.done_at)
     statement = (
-        select(
-            Activity.owner_id,
-            _user_label(),
-            *(count(kind, occurred) for kind in ("call", "meeting", "note", "email", "task")),
-            count("task", completed),
-        )
-        .select_from(Activity)
-        .outerjoin(User, User.id == Activity.owner_id)
-        .where(readable_activities(actor), or_(occurred, completed))
-        .group_by(Activity.owner_id, User.name, User.email)
+        select(Activity.owner_id, Activity.kind, logged.label("logged"), done.label("done"))
+        .where(readable_activities(actor))
+        .group_by(Activity.owner_id, Activity.kind)
     )
+    if ranged:
+        statement = statement.where(or_(occurred, completed))
     if filters.owner_id is not None:
         statement = statement.where(Activity.owner_id == filters.owner_id)
     if filters.pipeline_id is not None:
         in_pipeline = select(Deal.id).where(Deal.pipeline_id == filters.pipeline_id)
         statement = statement.where(Activity.deal_id.in_(in_pipeline))
-    rows = []
-    for owner_id, owner, calls, meetings, notes, emails, tasks, completed in session.execute(
-        statement
-    ):
-        logged = calls + meetings + notes + emails + tasks
-        counts = (calls, meetings, notes, emails, tasks, completed, logged)
-        rows.append(ActivityOwnerRow(owner_id, owner, *counts))
-    return sorted(rows, key=lambda r: (*_text_order(r.owner), *_text_order(_text(r.owner_id))))
+    return statement.subquery()
