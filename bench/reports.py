@@ -12,9 +12,10 @@ For each dialect (``--dialect sqlite|postgresql|both``) this
    than a month done. PostgreSQL is then ANALYZEd, as autovacuum would have;
 2. times each report's service call (what ``GET /v1/reports/...`` runs, less the HTTP and
    JSON around it) ``--repeat`` times, as the admin (no visibility filter) and as a sales
-   rep (their own deals and the activities on their records): every report over all time,
-   the grouped ones overall and per owner, and activities over the last 30 days too;
-3. reports p50 and p99 per report and role, and whether every p99 is within
+   rep (their own deals and the activities on their records): every report over all time
+   and over the last ``--period-days`` (90; the forecast over the next 90), the grouped
+   ones overall and per owner;
+3. reports p50 and p99 per report and role, and lists the calls whose p99 is over
    ``--target-ms`` (200 ms; the issue's target for PostgreSQL).
 
 Prints one JSON object with the machine. The seeds are fixed, so runs are comparable.
@@ -112,30 +113,37 @@ def add_history(runtime: Runtime) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def queries(now: datetime) -> dict[str, Callable[[Any, Actor], Any]]:
-    """Each measured report call, by name."""
-    every = ReportFilters()
-    month = ReportFilters(since=now - timedelta(days=30))
-    return {
-        "pipeline": lambda db, a: service.pipeline_by_stage(db, actor=a, filters=every),
-        "forecast": lambda db, a: service.forecast_by_month(db, actor=a, filters=every),
-        "win_rate": lambda db, a: service.win_rate(db, actor=a, filters=every),
-        "win_rate_by_owner": lambda db, a: service.win_rate(
-            db, actor=a, filters=every, group_by="owner"
-        ),
-        "deal_size_by_owner": lambda db, a: service.average_deal_size(
-            db, actor=a, filters=every, group_by="owner"
-        ),
-        "sales_cycle": lambda db, a: service.sales_cycle(db, actor=a, filters=every),
-        "sales_cycle_by_owner": lambda db, a: service.sales_cycle(
-            db, actor=a, filters=every, group_by="owner"
-        ),
-        "stage_conversion": lambda db, a: service.stage_conversion(db, actor=a, filters=every),
-        "activities": lambda db, a: service.activities_per_owner(db, actor=a, filters=every),
-        "activities_last_30_days": lambda db, a: service.activities_per_owner(
-            db, actor=a, filters=month
-        ),
+# The reports, each with the group it is measured by (None: it takes no group_by).
+REPORTS: dict[str, tuple[Callable[..., Any], str | None]] = {
+    "pipeline": (service.pipeline_by_stage, None),
+    "forecast": (service.forecast_by_month, None),
+    "win_rate": (service.win_rate, "none"),
+    "win_rate_by_owner": (service.win_rate, "owner"),
+    "deal_size_by_owner": (service.average_deal_size, "owner"),
+    "sales_cycle": (service.sales_cycle, "none"),
+    "sales_cycle_by_owner": (service.sales_cycle, "owner"),
+    "stage_conversion": (service.stage_conversion, None),
+    "activities": (service.activities_per_owner, None),
+}
+
+
+def queries(now: datetime, days: int) -> dict[str, Callable[[Any, Actor], Any]]:
+    """Each report over all time, and over the last ``days`` (the forecast: the next)."""
+    periods = {
+        "all_time": ReportFilters(),
+        f"last_{days}_days": ReportFilters(since=now - timedelta(days=days)),
     }
+    ahead = ReportFilters(since=now, until=now + timedelta(days=days))
+    out: dict[str, Callable[[Any, Actor], Any]] = {}
+    for name, (report, group_by) in REPORTS.items():
+        grouped = {} if group_by is None else {"group_by": group_by}
+        for period, filters in periods.items():
+            if name == "forecast" and period != "all_time":
+                period, filters = f"next_{days}_days", ahead
+            out[f"{name}/{period}"] = lambda db, a, r=report, f=filters, g=grouped: r(
+                db, actor=a, filters=f, **g
+            )
+    return out
 
 
 def measure(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
@@ -146,16 +154,19 @@ def measure(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     }
     with runtime.readers() as session:
         out["stage_history_rows"] = session.scalar(select(func.count(DealStageVisit.id)))
-    calls = queries(datetime.now(UTC))
+    calls = queries(datetime.now(UTC), args.period_days)
     for role in ("admin", "sales"):
         actor = seeded[role]
         out[role] = {
             name: timed(runtime, args.repeat, lambda db, _i, c=call, a=actor: c(db, a))
             for name, call in calls.items()
         }
-    worst = max(r["p99_ms"] for role in ("admin", "sales") for r in out[role].values())
-    out["worst_p99_ms"] = worst
-    out["within_target"] = worst <= args.target_ms
+    out["over_target"] = [
+        f"{role} {name}"
+        for role in ("admin", "sales")
+        for name, latency in out[role].items()
+        if latency["p99_ms"] > args.target_ms
+    ]
     return out
 
 
@@ -184,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--companies", type=int, default=100_000)
     parser.add_argument("--deals", type=int, default=200_000)
     parser.add_argument("--activities", type=int, default=2_000_000)
-    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--target-ms", type=float, default=200.0)
+    parser.add_argument("--period-days", type=int, default=90)
     args = parser.parse_known_args(argv)[0]
     dialects = ("sqlite", "postgresql") if args.dialect == "both" else (args.dialect,)
     report: dict[str, Any] = {

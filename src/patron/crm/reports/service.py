@@ -522,62 +522,61 @@ def _stage_visits(
 ) -> Subquery:
     """Each stay of a visible deal in a stage, begun in the range, with its outcome, whether
     it ended, and its length in seconds (up to ``now`` for a deal still there)."""
-    visit, later = DealStageVisit, aliased(DealStageVisit)
-    # Where the deal went next: its next stay, found through the (deal_id, id) index for
-    # the stays in the range that ended with a move, rather than by a window over all.
-    next_stage = (
-        select(later.stage_id)
-        .where(later.deal_id == visit.deal_id, later.id > visit.id)
-        .order_by(later.id)
-        .limit(1)
-        .scalar_subquery()
+    visit = DealStageVisit
+    # Where each deal went next, by a window over its stays in order (the (deal_id, id)
+    # index hands them over sorted). Over a period, only the deals with a stay begun in it
+    # are read, so the work follows the period, not the whole history.
+    sequence = select(
+        visit.deal_id,
+        visit.stage_id,
+        visit.entered_at,
+        visit.left_at,
+        func.lead(visit.stage_id)
+        .over(partition_by=visit.deal_id, order_by=visit.id)
+        .label("next_stage_id"),
     )
+    if filters.since is not None or filters.until is not None:
+        begun = select(visit.deal_id).where(_in_range(visit.entered_at, filters))
+        sequence = sequence.where(visit.deal_id.in_(begun))
+    s, after = sequence.subquery(), aliased(Stage)
     stays = (
         select(
-            visit.stage_id,
-            Stage.pipeline_id,
-            Stage.position,
-            visit.entered_at,
-            visit.left_at,
-            case((visit.left_at.is_not(None), next_stage)).label("next_stage_id"),
+            Stage.id.label("stage_id"),
+            s.c.entered_at,
+            s.c.left_at,
+            and_(
+                s.c.left_at.is_not(None),
+                after.pipeline_id == Stage.pipeline_id,
+                after.position > Stage.position,
+            ).label("forward"),
             Deal.status,
             Deal.closed_at,
         )
-        .join(Deal, Deal.id == visit.deal_id)
-        .join(Stage, Stage.id == visit.stage_id)
-        .where(
-            readable_deals(actor),
-            *_deal_filters(filters),
-            _in_range(visit.entered_at, filters),
-        )
+        .join(Deal, Deal.id == s.c.deal_id)
+        .join(Stage, Stage.id == s.c.stage_id)
+        .outerjoin(after, after.id == s.c.next_stage_id)
+        .where(readable_deals(actor), *_deal_filters(filters), _in_range(s.c.entered_at, filters))
     )
     if filters.pipeline_id is not None:
         stays = stays.where(Stage.pipeline_id == filters.pipeline_id)
-    found = stays.subquery()
-    v, after = found.c, aliased(Stage)
+    v = stays.subquery().c
     # A won or lost deal's stay in its last stage ends when it closed.
     closed = case((v.closed_at < v.entered_at, v.entered_at), else_=v.closed_at)
     ended_at = case((v.left_at.is_not(None), v.left_at), (v.status != "open", closed))
-    forward = and_(after.pipeline_id == v.pipeline_id, after.position > v.position)
     outcome = case(
-        (and_(v.left_at.is_not(None), forward), "moved_on"),
+        (v.forward.is_(True), "moved_on"),
         (v.left_at.is_not(None), "moved_back"),
         (v.status == "won", "won"),
         (v.status == "lost", "lost"),
         else_="open",
     )
     end = func.coalesce(ended_at, literal(now, DateTime(timezone=True)))
-    return (
-        select(
-            v.stage_id,
-            outcome.label("outcome"),
-            case((ended_at.is_(None), 0), else_=1).label("ended"),
-            _whole_seconds(v.entered_at, end, dialect_name(session)).label("seconds"),
-        )
-        .select_from(found)
-        .outerjoin(after, after.id == v.next_stage_id)
-        .subquery()
-    )
+    return select(
+        v.stage_id,
+        outcome.label("outcome"),
+        case((ended_at.is_(None), 0), else_=1).label("ended"),
+        _whole_seconds(v.entered_at, end, dialect_name(session)).label("seconds"),
+    ).subquery()
 
 
 def stage_conversion(
