@@ -193,6 +193,10 @@ def test_stage_conversion_and_time_in_stage(db: Session, sales: Sales) -> None:
         ("Sales", "Negotiation", 2, 0, 1, 1, 0, 0, 0.5, 10.0, 10.0, None, None),
     ]
     assert rows[2].stage_id == sales.stages["Q"]
+    # A period that holds everything reads the stays another way (by date, each looking up
+    # its next stay) and must say the same.
+    ever = ReportFilters(since=at(1, 1, 2000))
+    assert service.stage_conversion(db, actor=sales.actors["admin"], filters=ever, now=NOW) == rows
 
 
 def test_stage_conversion_filters(db: Session, sales: Sales) -> None:

@@ -517,15 +517,11 @@ class StageConversionRow:
     open_median_days: float | None
 
 
-def _stage_visits(
-    session: Session, actor: Actor | None, filters: ReportFilters, now: datetime
-) -> Subquery:
-    """Each stay of a visible deal in a stage, begun in the range, with its outcome, whether
-    it ended, and its length in seconds (up to ``now`` for a deal still there)."""
-    visit = DealStageVisit
-    # Where each deal went next, by a window over its stays in order (the (deal_id, id)
-    # index hands them over sorted). Over a period, only the deals with a stay begun in it
-    # are read, so the work follows the period, not the whole history.
+def _forward_over_all() -> tuple[Select[Any], Any]:
+    """The stays with whether each moved on to a later stage, by a window over every
+    deal's stays in order (the (deal_id, id) index hands them over sorted): one pass, the
+    cheapest way to read the whole history."""
+    visit, after = DealStageVisit, aliased(Stage)
     sequence = select(
         visit.deal_id,
         visit.stage_id,
@@ -534,28 +530,68 @@ def _stage_visits(
         func.lead(visit.stage_id)
         .over(partition_by=visit.deal_id, order_by=visit.id)
         .label("next_stage_id"),
+    ).subquery()
+    forward = and_(
+        sequence.c.left_at.is_not(None),
+        after.pipeline_id == Stage.pipeline_id,
+        after.position > Stage.position,
     )
-    if filters.since is not None or filters.until is not None:
-        begun = select(visit.deal_id).where(_in_range(visit.entered_at, filters))
-        sequence = sequence.where(visit.deal_id.in_(begun))
-    s, after = sequence.subquery(), aliased(Stage)
     stays = (
         select(
             Stage.id.label("stage_id"),
-            s.c.entered_at,
-            s.c.left_at,
-            and_(
-                s.c.left_at.is_not(None),
-                after.pipeline_id == Stage.pipeline_id,
-                after.position > Stage.position,
-            ).label("forward"),
+            sequence.c.entered_at,
+            sequence.c.left_at,
+            forward.label("forward"),
             Deal.status,
             Deal.closed_at,
         )
-        .join(Deal, Deal.id == s.c.deal_id)
-        .join(Stage, Stage.id == s.c.stage_id)
-        .outerjoin(after, after.id == s.c.next_stage_id)
-        .where(readable_deals(actor), *_deal_filters(filters), _in_range(s.c.entered_at, filters))
+        .join(Deal, Deal.id == sequence.c.deal_id)
+        .join(Stage, Stage.id == sequence.c.stage_id)
+        .outerjoin(after, after.id == sequence.c.next_stage_id)
+    )
+    return stays, sequence.c.entered_at
+
+
+def _forward_in_period() -> tuple[Select[Any], Any]:
+    """The stays begun in the period (by the entered_at index), each that ended with a
+    move looking up its deal's next stay through the (deal_id, id) index: the work
+    follows the period, not the whole history."""
+    visit, later, later_stage = DealStageVisit, aliased(DealStageVisit), aliased(Stage)
+    # The position of the next stay's stage; -1 when it is in another pipeline.
+    next_position = (
+        select(case((later_stage.pipeline_id == Stage.pipeline_id, later_stage.position), else_=-1))
+        .select_from(later)
+        .join(later_stage, later_stage.id == later.stage_id)
+        .where(later.deal_id == visit.deal_id, later.id > visit.id)
+        .order_by(later.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    moved = visit.left_at.is_not(None)
+    stays = (
+        select(
+            Stage.id.label("stage_id"),
+            visit.entered_at,
+            visit.left_at,
+            case((moved, next_position > Stage.position), else_=False).label("forward"),
+            Deal.status,
+            Deal.closed_at,
+        )
+        .join(Deal, Deal.id == visit.deal_id)
+        .join(Stage, Stage.id == visit.stage_id)
+    )
+    return stays, visit.entered_at
+
+
+def _stage_visits(
+    session: Session, actor: Actor | None, filters: ReportFilters, now: datetime
+) -> Subquery:
+    """Each stay of a visible deal in a stage, begun in the range, with its outcome, whether
+    it ended, and its length in seconds (up to ``now`` for a deal still there)."""
+    ranged = filters.since is not None or filters.until is not None
+    stays, entered_at = _forward_in_period() if ranged else _forward_over_all()
+    stays = stays.where(
+        readable_deals(actor), *_deal_filters(filters), _in_range(entered_at, filters)
     )
     if filters.pipeline_id is not None:
         stays = stays.where(Stage.pipeline_id == filters.pipeline_id)
