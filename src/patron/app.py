@@ -22,6 +22,7 @@ from patron.core.errors import PatronError
 from patron.core.runtime import Runtime
 from patron.core.web import json_response
 from patron.crm.api import router as crm_router
+from patron.crm.reports.api import router as reports_router
 from patron.crm.tickets.api import router as tickets_router
 from patron.identity.api import router as identity_router
 from patron.pipeline import Processor
@@ -72,6 +73,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(profiles_router)
     app.include_router(crm_router)
     app.include_router(tickets_router)
+    app.include_router(reports_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -4,7 +4,7 @@ the weighted forecast."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -432,10 +432,12 @@ def forecast(
     actor: Actor | None,
     group_by: str,
     pipeline_id: uuid.UUID | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> list[ForecastRow]:
     """Open deals' amounts and weighted amounts (amount times the stage's probability),
     by expected close month, owner or pipeline, and by currency (amounts in different
-    currencies are never added up)."""
+    currencies are never added up). ``where`` narrows the deals further (the reports'
+    owner, currency and date filters)."""
     if group_by not in GROUPS:
         raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
     keys: dict[str, Any] = {
@@ -448,7 +450,7 @@ def forecast(
     statement = (
         select(key, Deal.currency, func.count(), func.sum(Deal.amount), weighted)
         .join(Stage, Stage.id == Deal.stage_id)
-        .where(Deal.status == "open", readable_deals(actor))
+        .where(Deal.status == "open", readable_deals(actor), *where)
         .group_by(key, Deal.currency)
         .order_by(key, Deal.currency)
     )

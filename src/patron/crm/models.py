@@ -126,6 +126,8 @@ class Deal(Base):
         Index("ix_deals_person", "person_id"),
         Index("ix_deals_company", "company_id"),
         Index("ix_deals_status_close", "status", "expected_close_date"),
+        # Reports on the deals closed in a period (win rate, deal size, sales cycle).
+        Index("ix_deals_status_closed_at", "status", "closed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -157,7 +159,11 @@ class DealStageVisit(Base):
     """A deal's time in one stage: entered, and left (None while it is still there)."""
 
     __tablename__ = "deal_stage_history"
-    __table_args__ = (Index("ix_deal_stage_history_deal", "deal_id", "id"),)
+    __table_args__ = (
+        Index("ix_deal_stage_history_deal", "deal_id", "id"),
+        # The stage conversion report reads the stays begun in a period.
+        Index("ix_deal_stage_history_entered", "entered_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
@@ -182,6 +188,9 @@ class Activity(Base):
         Index("ix_activities_ticket", "ticket_id", "occurred_at"),
         Index("ix_activities_owner_due", "owner_id", "done_at", "due_at"),
         Index("ix_activities_reminders", "owner_id", "remind_at"),
+        # The activity report reads what occurred, and the tasks completed, in a period.
+        Index("ix_activities_occurred", "occurred_at"),
+        Index("ix_activities_done", "done_at"),
         UniqueConstraint("email_message_id", "person_id", name="uq_activities_email_person"),
     )
 

@@ -1,0 +1,732 @@
+"""The sales reports: one function per report, each a GROUP BY over what the actor may see
+(deals through ``readable_deals``, activities through ``readable_activities``).
+
+Numbers are the same on SQLite and PostgreSQL by construction: SQL returns counts and sums
+(amounts keep the column's 4 decimals; durations are whole seconds), and rates, averages and
+medians are divided out here. Amounts are summed per currency and never mixed; derived
+amounts (weighted, averages) are rounded to cents, like the deal forecast. Rows are few (one
+per stage, month, owner or pipeline, and currency), so they are ordered here, by code point,
+which no database collation changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Select,
+    SQLColumnExpression,
+    Subquery,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session, aliased
+
+from patron.auth.models import User
+from patron.auth.service import Actor
+from patron.core.clock import as_utc, utcnow
+from patron.core.dialect import dialect_name, seconds_between
+from patron.core.errors import InvalidInput
+from patron.crm import deals
+from patron.crm import fields as custom_fields
+from patron.crm.access import readable_activities, readable_deals
+from patron.crm.models import Activity, Deal, DealStageVisit, Pipeline, Stage
+
+CENTS = Decimal("0.01")
+UNITS = Decimal("0.0001")
+DAY = 86_400
+GROUPS = ("none", "owner", "pipeline")
+# What became of a deal's stay in a stage (see :func:`stage_conversion`).
+OUTCOMES = ("moved_on", "moved_back", "won", "lost", "open")
+# The activity kinds the activity report counts, in its column order.
+KINDS = ("call", "meeting", "note", "email", "task")
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """What every report can be narrowed to.
+
+    ``since`` (inclusive) and ``until`` (exclusive) apply to the date each report is about:
+    created (pipeline), expected close (forecast), closed (win rate, deal size, sales
+    cycle), entered (stage conversion), occurred (activities; completed for completed
+    tasks). ``currency`` applies to the deal reports.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    pipeline_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = None
+    currency: str | None = None
+
+
+def check_filters(session: Session, filters: ReportFilters) -> ReportFilters:
+    """The filters checked (a 400 naming the one at fault), times in UTC, the currency
+    upper-cased."""
+    since = None if filters.since is None else as_utc(filters.since)
+    until = None if filters.until is None else as_utc(filters.until)
+    if since is not None and until is not None and since > until:
+        raise InvalidInput("until is before since", field="until")
+    if filters.pipeline_id is not None and session.get(Pipeline, filters.pipeline_id) is None:
+        raise InvalidInput(f"no pipeline {filters.pipeline_id}", field="pipeline_id")
+    if filters.owner_id is not None and session.get(User, filters.owner_id) is None:
+        raise InvalidInput(f"no user {filters.owner_id}", field="owner_id")
+    currency = filters.currency
+    if currency is not None:
+        try:
+            currency = custom_fields.check_currency(currency)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="currency") from exc
+    return ReportFilters(since, until, filters.pipeline_id, filters.owner_id, currency)
+
+
+def _in_range(column: Any, filters: ReportFilters) -> ColumnElement[bool]:
+    conditions = []
+    if filters.since is not None:
+        conditions.append(column >= filters.since)
+    if filters.until is not None:
+        conditions.append(column < filters.until)
+    return and_(true(), *conditions)
+
+
+def _deal_filters(filters: ReportFilters) -> list[ColumnElement[bool]]:
+    """The owner and currency filters, which hold for a deal as a whole."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.owner_id is not None:
+        conditions.append(Deal.owner_id == filters.owner_id)
+    if filters.currency is not None:
+        conditions.append(Deal.currency == filters.currency)
+    return conditions
+
+
+def _deals(actor: Actor | None, filters: ReportFilters, *, at: Any) -> list[ColumnElement[bool]]:
+    """Deals the actor may see, in the filters' pipeline, owner and currency, with ``at``
+    (the date the report is about) in the range."""
+    conditions = [readable_deals(actor), *_deal_filters(filters), _in_range(at, filters)]
+    if filters.pipeline_id is not None:
+        conditions.append(Deal.pipeline_id == filters.pipeline_id)
+    return conditions
+
+
+# --- grouping deals: overall, per owner, per pipeline ----------------------------------
+
+
+@dataclass(frozen=True)
+class _Grouping:
+    key: SQLColumnExpression[Any]
+    label: SQLColumnExpression[Any]
+    by: tuple[SQLColumnExpression[Any], ...]
+    joins: tuple[tuple[Any, ColumnElement[bool]], ...]
+
+    def select_from_deals(self, *columns: Any) -> Select[Any]:
+        statement = select(self.key.label("key"), self.label.label("label"), *columns)
+        statement = statement.select_from(Deal)
+        for target, on in self.joins:
+            statement = statement.outerjoin(target, on)
+        return statement
+
+
+def _user_label() -> ColumnElement[Any]:
+    return func.coalesce(func.nullif(User.name, ""), User.email)
+
+
+def _grouping(group_by: str) -> _Grouping:
+    if group_by == "owner":
+        return _Grouping(
+            Deal.owner_id,
+            _user_label(),
+            (Deal.owner_id, User.name, User.email),
+            ((User, User.id == Deal.owner_id),),
+        )
+    if group_by == "pipeline":
+        return _Grouping(
+            Deal.pipeline_id,
+            Pipeline.name,
+            (Deal.pipeline_id, Pipeline.name),
+            ((Pipeline, Pipeline.id == Deal.pipeline_id),),
+        )
+    if group_by == "none":
+        # PostgreSQL refuses GROUP BY NULL, so the overall row groups by nothing.
+        return _Grouping(null(), null(), (), ())
+    raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
+
+
+def _text_order(value: str | None) -> tuple[bool, str]:
+    """Sorts text by code point with None last, the same on every database."""
+    return (value is None, value or "")
+
+
+def _grouped_order(row: Any) -> tuple[Any, ...]:
+    key = str(row.key) if row.key is not None else None
+    return (*_text_order(row.label), *_text_order(key), *_text_order(row.currency))
+
+
+# --- numbers -------------------------------------------------------------------------
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(value or 0).quantize(UNITS)
+
+
+def _ratio(part: Any, whole: Any) -> float | None:
+    """part / whole to 4 decimals; None when there is nothing to divide."""
+    if not whole:
+        return None
+    return float((Decimal(part or 0) / Decimal(whole)).quantize(UNITS))
+
+
+def _whole_seconds(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
+    return cast(func.round(seconds_between(start, end, dialect)), BigInteger)
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Sums from which a group's mean and median follow; groups that share a window
+    partition add up (the median's middle values fall in exactly one of them)."""
+
+    count: int = 0
+    total: int = 0
+    middle_total: int = 0
+    middle_count: int = 0
+
+    def __add__(self, other: Durations) -> Durations:
+        return Durations(
+            self.count + other.count,
+            self.total + other.total,
+            self.middle_total + other.middle_total,
+            self.middle_count + other.middle_count,
+        )
+
+    @property
+    def average_days(self) -> float | None:
+        return round(self.total / self.count / DAY, 2) if self.count else None
+
+    @property
+    def median_days(self) -> float | None:
+        return round(self.middle_total / self.middle_count / DAY, 2) if self.middle_count else None
+
+
+def _durations(
+    session: Session, rows: Subquery, *, partition: Sequence[str], extra: Sequence[str] = ()
+) -> dict[tuple[Any, ...], Durations]:
+    """Count, sum and median parts of ``rows.c.seconds`` per ``partition`` (+ ``extra``).
+
+    The median is the mean of the middle one or two values of each partition, found with
+    ROW_NUMBER and COUNT windows: both databases run those, whereas ``percentile_cont`` is
+    PostgreSQL's alone, and one code path gives one answer."""
+    parts = [rows.c[name] for name in partition]
+    ranked = select(
+        *(rows.c[name] for name in (*partition, *extra)),
+        rows.c.seconds,
+        func.row_number().over(partition_by=parts or None, order_by=rows.c.seconds).label("nth"),
+        func.count().over(partition_by=parts or None).label("n"),
+    ).subquery()
+    keys = [ranked.c[name] for name in (*partition, *extra)]
+    middle = and_(ranked.c.nth >= (ranked.c.n + 1) // 2, ranked.c.nth <= (ranked.c.n + 2) // 2)
+    statement = select(
+        *keys,
+        func.count(),
+        func.sum(ranked.c.seconds),
+        func.sum(case((middle, ranked.c.seconds), else_=0)),
+        func.count(case((middle, 1))),
+    ).group_by(*keys)
+    out: dict[tuple[Any, ...], Durations] = {}
+    for row in session.execute(statement):
+        *key, count, total, middle_total, middle_count = row
+        if count:
+            out[tuple(key)] = Durations(count, int(total), int(middle_total), middle_count)
+    return out
+
+
+# --- 1. pipeline by stage --------------------------------------------------------------
+
+
+@dataclass
+class StageRow:
+    pipeline_id: uuid.UUID
+    pipeline: str
+    stage_id: uuid.UUID
+    stage: str
+    position: int
+    probability: int
+    currency: str | None
+    deals: int
+    amount: Decimal
+    weighted_amount: Decimal
+
+
+def _stages(session: Session, filters: ReportFilters) -> list[tuple[Stage, str]]:
+    """The stages in the filters' pipeline (or all), each with its pipeline's name, in
+    pipeline name and stage order."""
+    statement = select(Stage, Pipeline.name).join(Pipeline, Pipeline.id == Stage.pipeline_id)
+    if filters.pipeline_id is not None:
+        statement = statement.where(Stage.pipeline_id == filters.pipeline_id)
+    found = [(stage, name) for stage, name in session.execute(statement)]
+    return sorted(found, key=lambda s: (s[1], str(s[0].pipeline_id), s[0].position))
+
+
+def pipeline_by_stage(
+    session: Session, *, actor: Actor | None, filters: ReportFilters
+) -> list[StageRow]:
+    """Open deals per pipeline, stage (in stage order) and currency: how many, their amount,
+    and the amount weighted by the stage's probability. Empty stages have a row too."""
+    filters = check_filters(session, filters)
+    statement = (
+        select(Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.amount))
+        .where(Deal.status == "open", *_deals(actor, filters, at=Deal.created_at))
+        .group_by(Deal.stage_id, Deal.currency)
+    )
+    sums: dict[uuid.UUID, list[tuple[str | None, int, Decimal]]] = {}
+    for stage_id, currency, count, amount in session.execute(statement):
+        sums.setdefault(stage_id, []).append((currency, count, _money(amount)))
+    rows = []
+    for stage, pipeline in _stages(session, filters):
+        # The probability is the stage's, so weighting the sum weights every deal.
+        for currency, count, amount in sorted(
+            sums.get(stage.id) or [(None, 0, _money(0))], key=lambda c: _text_order(c[0])
+        ):
+            weighted = (amount * stage.probability / 100).quantize(CENTS)
+            rows.append(
+                StageRow(
+                    pipeline_id=stage.pipeline_id,
+                    pipeline=pipeline,
+                    stage_id=stage.id,
+                    stage=stage.name,
+                    position=stage.position,
+                    probability=stage.probability,
+                    currency=currency,
+                    deals=count,
+                    amount=amount,
+                    weighted_amount=weighted,
+                )
+            )
+    return rows
+
+
+# --- 2. forecast by month --------------------------------------------------------------
+
+
+@dataclass
+class ForecastMonthRow:
+    month: str | None
+    currency: str | None
+    deals: int
+    amount: Decimal
+    weighted_amount: Decimal
+
+
+def _first_day(moment: datetime) -> date:
+    """The first date whose midnight (UTC) is at or after ``moment``."""
+    day = moment.date()
+    return day if moment == datetime.combine(day, time(), UTC) else day + timedelta(days=1)
+
+
+def forecast_by_month(
+    session: Session, *, actor: Actor | None, filters: ReportFilters
+) -> list[ForecastMonthRow]:
+    """Open deals by the month they are expected to close, per currency: amount and
+    weighted amount (:func:`patron.crm.deals.forecast`, narrowed by the filters; the range
+    is on the expected close date, a day counting from its midnight UTC)."""
+    filters = check_filters(session, filters)
+    where = _deal_filters(filters)
+    if filters.since is not None:
+        where.append(Deal.expected_close_date >= _first_day(filters.since))
+    if filters.until is not None:
+        where.append(Deal.expected_close_date < _first_day(filters.until))
+    found = deals.forecast(
+        session, actor=actor, group_by="month", pipeline_id=filters.pipeline_id, where=where
+    )
+    rows = [
+        ForecastMonthRow(r.key, r.currency, r.deals, _money(r.amount), r.weighted) for r in found
+    ]
+    return sorted(rows, key=lambda r: (*_text_order(r.month), *_text_order(r.currency)))
+
+
+# --- 3. win rate ---------------------------------------------------------------------
+
+
+@dataclass
+class WinRateRow:
+    key: uuid.UUID | None
+    label: str | None
+    currency: str | None
+    won: int
+    lost: int
+    win_rate: float | None
+    won_amount: Decimal
+    lost_amount: Decimal
+    win_rate_by_amount: float | None
+
+
+def win_rate(
+    session: Session, *, actor: Actor | None, filters: ReportFilters, group_by: str = "none"
+) -> list[WinRateRow]:
+    """Won / (won + lost) over the deals closed in the range, by count and by amount,
+    overall or per owner or pipeline, and per currency (deals without an amount count in
+    the row without a currency)."""
+    filters = check_filters(session, filters)
+    grouping = _grouping(group_by)
+    won, lost = Deal.status == "won", Deal.status == "lost"
+    statement = (
+        grouping.select_from_deals(
+            Deal.currency,
+            func.count(case((won, 1))),
+            func.count(case((lost, 1))),
+            func.sum(case((won, Deal.amount))),
+            func.sum(case((lost, Deal.amount))),
+        )
+        .where(Deal.status.in_(("won", "lost")), *_deals(actor, filters, at=Deal.closed_at))
+        .group_by(*grouping.by, Deal.currency)
+    )
+    rows = []
+    for key, label, currency, n_won, n_lost, won_amount, lost_amount in session.execute(statement):
+        won_total, lost_total = _money(won_amount), _money(lost_amount)
+        rows.append(
+            WinRateRow(
+                key=key,
+                label=label,
+                currency=currency,
+                won=n_won,
+                lost=n_lost,
+                win_rate=_ratio(n_won, n_won + n_lost),
+                won_amount=won_total,
+                lost_amount=lost_total,
+                win_rate_by_amount=_ratio(won_total, won_total + lost_total),
+            )
+        )
+    return sorted(rows, key=_grouped_order)
+
+
+# --- 4. average deal size ------------------------------------------------------------
+
+
+@dataclass
+class DealSizeRow:
+    key: uuid.UUID | None
+    label: str | None
+    currency: str
+    deals: int
+    amount: Decimal
+    average_amount: Decimal
+
+
+def average_deal_size(
+    session: Session, *, actor: Actor | None, filters: ReportFilters, group_by: str = "none"
+) -> list[DealSizeRow]:
+    """The won deals with an amount, closed in the range, per currency (and owner or
+    pipeline): how many, their total and their average amount."""
+    filters = check_filters(session, filters)
+    grouping = _grouping(group_by)
+    statement = (
+        grouping.select_from_deals(Deal.currency, func.count(), func.sum(Deal.amount))
+        .where(
+            Deal.status == "won",
+            Deal.amount.is_not(None),
+            Deal.currency.is_not(None),
+            *_deals(actor, filters, at=Deal.closed_at),
+        )
+        .group_by(*grouping.by, Deal.currency)
+    )
+    rows = [
+        DealSizeRow(
+            key, label, currency, count, _money(total), (_money(total) / count).quantize(CENTS)
+        )
+        for key, label, currency, count, total in session.execute(statement)
+    ]
+    return sorted(rows, key=_grouped_order)
+
+
+# --- 5. sales cycle length -----------------------------------------------------------
+
+
+@dataclass
+class SalesCycleRow:
+    key: uuid.UUID | None
+    label: str | None
+    deals: int
+    average_days: float | None
+    median_days: float | None
+
+
+def sales_cycle(
+    session: Session, *, actor: Actor | None, filters: ReportFilters, group_by: str = "none"
+) -> list[SalesCycleRow]:
+    """Days from a deal's creation to its winning, over the deals won in the range:
+    average and median, overall or per owner or pipeline."""
+    filters = check_filters(session, filters)
+    grouping = _grouping(group_by)
+    seconds = _whole_seconds(Deal.created_at, Deal.closed_at, dialect_name(session))
+    won = (
+        grouping.select_from_deals(seconds.label("seconds"))
+        .where(
+            Deal.status == "won",
+            Deal.closed_at.is_not(None),
+            *_deals(actor, filters, at=Deal.closed_at),
+        )
+        .subquery()
+    )
+    found = _durations(session, won, partition=("key", "label"))
+    rows = [
+        SalesCycleRow(key, label, d.count, d.average_days, d.median_days)
+        for (key, label), d in found.items()
+    ]
+    return sorted(rows, key=lambda r: (*_text_order(r.label), *_text_order(_text(r.key))))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- 6. stage conversion and time in stage -------------------------------------------
+
+
+@dataclass
+class StageConversionRow:
+    pipeline_id: uuid.UUID
+    pipeline: str
+    stage_id: uuid.UUID
+    stage: str
+    position: int
+    entered: int
+    moved_on: int
+    moved_back: int
+    won: int
+    lost: int
+    still_open: int
+    conversion: float | None
+    average_days: float | None
+    median_days: float | None
+    open_average_days: float | None
+    open_median_days: float | None
+
+
+def _forward_over_all() -> tuple[Select[Any], Any]:
+    """The stays with whether each moved on to a later stage, by a window over every
+    deal's stays in order (the (deal_id, id) index hands them over sorted): one pass, the
+    cheapest way to read the whole history."""
+    visit, after = DealStageVisit, aliased(Stage)
+    sequence = select(
+        visit.deal_id,
+        visit.stage_id,
+        visit.entered_at,
+        visit.left_at,
+        func.lead(visit.stage_id)
+        .over(partition_by=visit.deal_id, order_by=visit.id)
+        .label("next_stage_id"),
+    ).subquery()
+    forward = and_(
+        sequence.c.left_at.is_not(None),
+        after.pipeline_id == Stage.pipeline_id,
+        after.position > Stage.position,
+    )
+    stays = (
+        select(
+            Stage.id.label("stage_id"),
+            sequence.c.entered_at,
+            sequence.c.left_at,
+            forward.label("forward"),
+            Deal.status,
+            Deal.closed_at,
+        )
+        .join(Deal, Deal.id == sequence.c.deal_id)
+        .join(Stage, Stage.id == sequence.c.stage_id)
+        .outerjoin(after, after.id == sequence.c.next_stage_id)
+    )
+    return stays, sequence.c.entered_at
+
+
+def _forward_in_period() -> tuple[Select[Any], Any]:
+    """The stays begun in the period (by the entered_at index), each that ended with a
+    move looking up its deal's next stay through the (deal_id, id) index: the work
+    follows the period, not the whole history."""
+    visit, later, later_stage = DealStageVisit, aliased(DealStageVisit), aliased(Stage)
+    # The position of the next stay's stage; -1 when it is in another pipeline.
+    next_position = (
+        select(case((later_stage.pipeline_id == Stage.pipeline_id, later_stage.position), else_=-1))
+        .select_from(later)
+        .join(later_stage, later_stage.id == later.stage_id)
+        .where(later.deal_id == visit.deal_id, later.id > visit.id)
+        .order_by(later.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    moved = visit.left_at.is_not(None)
+    stays = (
+        select(
+            Stage.id.label("stage_id"),
+            visit.entered_at,
+            visit.left_at,
+            case((moved, next_position > Stage.position), else_=False).label("forward"),
+            Deal.status,
+            Deal.closed_at,
+        )
+        .join(Deal, Deal.id == visit.deal_id)
+        .join(Stage, Stage.id == visit.stage_id)
+    )
+    return stays, visit.entered_at
+
+
+def _stage_visits(
+    session: Session, actor: Actor | None, filters: ReportFilters, now: datetime
+) -> Subquery:
+    """Each stay of a visible deal in a stage, begun in the range, with its outcome, whether
+    it ended, and its length in seconds (up to ``now`` for a deal still there)."""
+    ranged = filters.since is not None or filters.until is not None
+    stays, entered_at = _forward_in_period() if ranged else _forward_over_all()
+    stays = stays.where(
+        readable_deals(actor), *_deal_filters(filters), _in_range(entered_at, filters)
+    )
+    if filters.pipeline_id is not None:
+        stays = stays.where(Stage.pipeline_id == filters.pipeline_id)
+    v = stays.subquery().c
+    # A won or lost deal's stay in its last stage ends when it closed.
+    closed = case((v.closed_at < v.entered_at, v.entered_at), else_=v.closed_at)
+    ended_at = case((v.left_at.is_not(None), v.left_at), (v.status != "open", closed))
+    outcome = case(
+        (v.forward.is_(True), "moved_on"),
+        (v.left_at.is_not(None), "moved_back"),
+        (v.status == "won", "won"),
+        (v.status == "lost", "lost"),
+        else_="open",
+    )
+    end = func.coalesce(ended_at, literal(now, DateTime(timezone=True)))
+    return select(
+        v.stage_id,
+        outcome.label("outcome"),
+        case((ended_at.is_(None), 0), else_=1).label("ended"),
+        _whole_seconds(v.entered_at, end, dialect_name(session)).label("seconds"),
+    ).subquery()
+
+
+def stage_conversion(
+    session: Session,
+    *,
+    actor: Actor | None,
+    filters: ReportFilters,
+    now: datetime | None = None,
+) -> list[StageConversionRow]:
+    """Where deals stall: per stage (in stage order), the stays that began in the range,
+    and what became of each: moved on to a later stage, moved back (or to another
+    pipeline), won or lost from it, or still open there. ``conversion`` is (moved on + won)
+    / entered. Time in stage: average and median of the stays that ended, and the current
+    age of the open ones. A deal that comes back to a stage counts again."""
+    filters = check_filters(session, filters)
+    visits = _stage_visits(session, actor, filters, as_utc(now or utcnow()))
+    found = _durations(session, visits, partition=("stage_id", "ended"), extra=("outcome",))
+    return [_stage_row(stage, name, found) for stage, name in _stages(session, filters)]
+
+
+def _stage_row(
+    stage: Stage, pipeline: str, found: dict[tuple[Any, ...], Durations]
+) -> StageConversionRow:
+    def stays(outcome: str | None = None, ended: int | None = None) -> Durations:
+        total = Durations()
+        for (stage_id, was_ended, was), durations in found.items():
+            if stage_id == stage.id and outcome in (None, was) and ended in (None, was_ended):
+                total += durations
+        return total
+
+    counts = {outcome: stays(outcome).count for outcome in OUTCOMES}
+    entered = sum(counts.values())
+    ended, still = stays(ended=1), stays(ended=0)
+    return StageConversionRow(
+        pipeline_id=stage.pipeline_id,
+        pipeline=pipeline,
+        stage_id=stage.id,
+        stage=stage.name,
+        position=stage.position,
+        entered=entered,
+        moved_on=counts["moved_on"],
+        moved_back=counts["moved_back"],
+        won=counts["won"],
+        lost=counts["lost"],
+        still_open=counts["open"],
+        conversion=_ratio(counts["moved_on"] + counts["won"], entered),
+        average_days=ended.average_days,
+        median_days=ended.median_days,
+        open_average_days=still.average_days,
+        open_median_days=still.median_days,
+    )
+
+
+# --- 7. activities per owner ---------------------------------------------------------
+
+
+@dataclass
+class ActivityOwnerRow:
+    owner_id: uuid.UUID | None
+    owner: str | None
+    calls: int
+    meetings: int
+    notes: int
+    emails: int
+    tasks_created: int
+    tasks_completed: int
+    total: int
+
+
+def activities_per_owner(
+    session: Session, *, actor: Actor | None, filters: ReportFilters
+) -> list[ActivityOwnerRow]:
+    """Per owner, the activities they logged in the range by kind, the tasks created in
+    it and the tasks completed in it (``total`` is all but the completions). The pipeline
+    filter keeps the activities on that pipeline's deals."""
+    filters = check_filters(session, filters)
+    counts = _activity_counts(actor, filters)
+    statement = select(
+        counts.c.owner_id, _user_label(), counts.c.kind, counts.c.logged, counts.c.done
+    ).outerjoin(User, User.id == counts.c.owner_id)
+    owners: dict[uuid.UUID | None, tuple[str | None, dict[str, tuple[int, int]]]] = {}
+    for owner_id, label, kind, logged, done in session.execute(statement):
+        owners.setdefault(owner_id, (label, {}))[1][kind] = (logged, done)
+    rows = []
+    for owner_id, (label, kinds) in owners.items():
+        calls, meetings, notes, emails, tasks = (kinds.get(k, (0, 0))[0] for k in KINDS)
+        completed = kinds.get("task", (0, 0))[1]
+        total = calls + meetings + notes + emails + tasks
+        rows.append(
+            ActivityOwnerRow(
+                owner_id, label, calls, meetings, notes, emails, tasks, completed, total
+            )
+        )
+    return sorted(rows, key=lambda r: (*_text_order(r.owner), *_text_order(_text(r.owner_id))))
+
+
+def _activity_counts(actor: Actor | None, filters: ReportFilters) -> Subquery:
+    """Per owner and kind: the activities that occurred in the range and those completed
+    in it, grouped before anything is joined to them."""
+    ranged = filters.since is not None or filters.until is not None
+    occurred = _in_range(Activity.occurred_at, filters)
+    completed = and_(Activity.done_at.is_not(None), _in_range(Activity.done_at, filters))
+    logged = func.count(case((occurred, 1))) if ranged else func.count()
+    done = func.count(case((completed, 1))) if ranged else func.count(Activity.done_at)
+    statement = (
+        select(Activity.owner_id, Activity.kind, logged.label("logged"), done.label("done"))
+        .where(readable_activities(actor))
+        .group_by(Activity.owner_id, Activity.kind)
+    )
+    if ranged:
+        statement = statement.where(or_(occurred, completed))
+    if filters.owner_id is not None:
+        statement = statement.where(Activity.owner_id == filters.owner_id)
+    if filters.pipeline_id is not None:
+        in_pipeline = select(Deal.id).where(Deal.pipeline_id == filters.pipeline_id)
+        statement = statement.where(Activity.deal_id.in_(in_pipeline))
+    return statement.subquery()
