@@ -49,12 +49,14 @@ import_app = typer.Typer(
 )
 export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL or CSV.")
 identity_app = typer.Typer(no_args_is_help=True, help="Merges, unmerges and matching.")
+workflows_app = typer.Typer(no_args_is_help=True, help="Workflow rules and their runs.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(identity_app, name="identity")
+app.add_typer(workflows_app, name="workflows")
 
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -635,6 +637,18 @@ def identity_match(
         human=f"compared {run.compared} persons: {run.merged} merged, "
         f"{run.queued} queued for review (GET /v1/identity/match/candidates)",
     )
+
+
+@workflows_app.command("run")
+def workflows_run(as_json: JsonFlag = False) -> None:
+    """Run the workflow runs that are due now, and those they fire, until none is due."""
+    from patron.crm.workflows.jobs import run_until_idle
+
+    runtime = start_runtime()
+    outcomes = run_until_idle(runtime.sessions, runtime.settings)
+    counts = {status: outcomes[status] for status in sorted(outcomes)}
+    done = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing was due"
+    emit(counts, as_json=as_json, human=f"workflow runs: {done}")
 
 
 @app.command()

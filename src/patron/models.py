@@ -30,6 +30,7 @@ from patron.crm.models import (
     Pipeline,
     Stage,
 )
+from patron.crm.workflows.models import WorkflowRule, WorkflowRun
 from patron.identity.models import (
     BlockedValue,
     Identity,
@@ -84,5 +85,7 @@ __all__ = [
     "TraitRule",
     "TraitValue",
     "User",
+    "WorkflowRule",
+    "WorkflowRun",
     "metadata",
 ]
