@@ -36,12 +36,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, event, or_, select
+from sqlalchemy import ColumnElement, and_, event, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.auth.models import AuditEntry
 from patron.auth.service import acting_as_system
 from patron.core.clock import as_utc, utcnow
+from patron.core.db import SQLITE_BEGIN
 from patron.core.dialect import lock_row_for_update
 from patron.core.errors import NotFound, PatronError
 from patron.core.ids import new_id
@@ -472,10 +473,28 @@ def run_due(
     """Claim the runs that are due and run them; returns how many ended in each status."""
     now = now or utcnow()
     outcomes: Counter[str] = Counter()
+    if not _anything_due(sessions, now):
+        return outcomes
     claim, claimed = _claim(sessions, settings, now)
     for run_id in claimed:
         outcomes[_execute(sessions, settings, run_id, claim, now)] += 1
     return outcomes
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Runs waiting for their (next) attempt, and runs whose worker's lease ran out."""
+    return or_(
+        and_(WorkflowRun.status.in_(("pending", "retrying")), WorkflowRun.next_attempt_at <= now),
+        and_(WorkflowRun.status == "running", WorkflowRun.locked_until < now),
+    )
+
+
+def _anything_due(sessions: sessionmaker[Session], now: datetime) -> bool:
+    """A look without taking SQLite's write lock: the job asks every few seconds, and most
+    of the time nothing is due."""
+    with sessions() as session:
+        session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
+        return session.scalar(select(WorkflowRun.id).where(_due(now)).limit(1)) is not None
 
 
 def _claim(
@@ -483,15 +502,9 @@ def _claim(
 ) -> tuple[uuid.UUID, list[int]]:
     claim = new_id()
     with sessions() as session, session.begin():
-        due = or_(
-            and_(
-                WorkflowRun.status.in_(("pending", "retrying")), WorkflowRun.next_attempt_at <= now
-            ),
-            and_(WorkflowRun.status == "running", WorkflowRun.locked_until < now),
-        )
         statement = (
             select(WorkflowRun)
-            .where(due)
+            .where(_due(now))
             .order_by(WorkflowRun.next_attempt_at, WorkflowRun.id)
             .limit(CLAIM_BATCH)
         )
