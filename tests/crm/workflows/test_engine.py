@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from patron.auth.service import record_audit
+from patron.core.clock import utcnow
 from patron.core.runtime import Runtime
 from patron.crm import contacts
 from patron.crm.models import Activity
@@ -325,6 +326,29 @@ def test_disabled_and_deleted_rules_stop_firing_even_in_a_stale_cache(
     with runtime.readers() as session:
         assert session.scalar(select(func.count()).select_from(Activity)) == 0
     assert {r["status"] for r in runs(client, admin)} == {"cancelled"}
+
+
+def test_a_rule_edited_elsewhere_fires_as_it_is_now(
+    runtime: Runtime,
+    client: TestClient,
+    admin: User,
+    make_rule: MakeRule,
+    make_person: MakePerson,
+) -> None:
+    make_rule({"type": "field_changed", "record_type": "person", "field": "lead_status"}, NOTE)
+    person = make_person("ada@example.com")
+    patch_contact(client, admin, person, lead_status="open")
+    assert count_runs(runtime) == 1
+    # Another process moves the rule to another field; this one's copy still has the old.
+    with runtime.sessions() as session:
+        session.execute(
+            update(WorkflowRule).values(trigger={"field": "lifecycle_stage"}, updated_at=utcnow())
+        )
+        session.commit()
+    patch_contact(client, admin, person, lead_status="new")
+    assert count_runs(runtime) == 1
+    patch_contact(client, admin, person, lifecycle_stage="lead")
+    assert count_runs(runtime) == 2
 
 
 def test_a_loop_through_two_rules_stops_at_the_depth(

@@ -147,6 +147,18 @@ def test_every_trigger_type_is_accepted(
             400,
             "trigger.kind",
         ),
+        (
+            {
+                "trigger": {
+                    "type": "field_changed",
+                    "record_type": "person",
+                    "field": "lifecycle_stage",
+                    "to": "boss",
+                }
+            },
+            400,
+            "trigger.to",
+        ),
         ({"trigger": {"type": "sla_breach", "target": "lunch"}}, 422, None),
         ({"trigger": {"type": "no_such_trigger"}}, 422, None),
         ({"conditions": [{"field": "nope", "op": "eq", "value": 1}]}, 400, "conditions[0].field"),

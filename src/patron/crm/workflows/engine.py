@@ -345,16 +345,19 @@ _cache = _RuleCache()
 def rules_changed(session: Session) -> None:
     """Rule definitions changed in this session's transaction: it reads rules fresh until
     it ends, and this process's cache is dropped when it commits."""
-    if session.info.get(RULES_CHANGED):
-        return
     session.info[RULES_CHANGED] = True
-    event.listen(session, "after_commit", _after_commit)
-    event.listen(session, "after_rollback", _forget_change)
+    if not session.info.get(_LISTENING):
+        session.info[_LISTENING] = True
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_rollback", _forget_change)
+
+
+_LISTENING = "patron_workflow_rules_listening"
 
 
 def _after_commit(session: Session) -> None:
-    _forget_change(session)
-    _cache.invalidate()
+    if session.info.pop(RULES_CHANGED, None):
+        _cache.invalidate()
 
 
 def _forget_change(session: Session) -> None:
@@ -382,7 +385,7 @@ def on_audit(session: Session, entry: AuditEntry) -> None:
     record = _Record(session, entry.record_type, record_id)
     parent = CURRENT_RUN.get()
     for cached in firing:
-        rule = _current(session, cached)
+        rule = _current(session, cached, entry)
         if rule is None:
             continue
         conditions = rule.record_conditions()
@@ -392,16 +395,18 @@ def on_audit(session: Session, entry: AuditEntry) -> None:
     session.flush()
 
 
-def _current(session: Session, cached: CompiledRule) -> CompiledRule | None:
-    """The rule as its row says now (None: gone, disabled, or no longer fired by this)."""
+def _current(session: Session, cached: CompiledRule, entry: AuditEntry) -> CompiledRule | None:
+    """The rule as its row says now (None: gone, disabled, or no longer fired by this):
+    another process may have changed it since this one's copy was read."""
     row = session.get(WorkflowRule, cached.id)
-    if row is None or not row.enabled or row.deleted_at is not None:
-        _cache.invalidate()
-        return None
-    if as_utc(row.updated_at) == cached.updated_at:
+    if row is not None and as_utc(row.updated_at) == cached.updated_at and row.enabled:
         return cached
     _cache.invalidate()
-    return CompiledRule.of(row)
+    if row is None or not row.enabled or row.deleted_at is not None:
+        return None
+    rule = CompiledRule.of(row)
+    fired = (entry.action, entry.record_type) in rule.audit_keys() and rule.fires_on(entry)
+    return rule if fired else None
 
 
 class _Record:

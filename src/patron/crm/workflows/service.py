@@ -305,7 +305,9 @@ def _check_trigger(session: Session, trigger: TriggerIn) -> tuple[str, str, dict
         for name, label in (("from_", "from"), ("to", "to")):
             if name in given:
                 value = getattr(trigger, name)
-                options[label] = _trigger_value(session, kind, options.get("field"), value, label)
+                options[label] = _trigger_value(
+                    session, kind, kind_of(record_type), options.get("field"), value, label
+                )
     if trigger.target is not None:
         options["target"] = trigger.target
     if trigger.form_id is not None:
@@ -367,7 +369,12 @@ def _changed_field(session: Session, record_type: str, name: str | None) -> str:
 
 
 def _trigger_value(
-    session: Session, trigger_type: str, field_name: str | None, value: Any, label: str
+    session: Session,
+    trigger_type: str,
+    kind: RecordKind | None,
+    field_name: str | None,
+    value: Any,
+    label: str,
 ) -> Any:
     """A from/to value: a stage of a pipeline for stage_changed, else any JSON scalar or
     list (ids as text)."""
@@ -384,6 +391,9 @@ def _trigger_value(
         return str(parsed)
     if isinstance(value, dict):
         raise InvalidInput(f"{label} is a value, not an object", field=where)
+    allowed = kind.choices.get(field_name or "") if kind else None
+    if allowed is not None and value is not None and value not in allowed:
+        raise InvalidInput(f"{field_name} is one of {', '.join(allowed)}", field=where)
     return value
 
 
