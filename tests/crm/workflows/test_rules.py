@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import MakeUser, User, assert_error
-from tests.crm.workflows.conftest import MakeRule
+from tests.conftest import MakePerson, MakeUser, User, assert_error
+from tests.crm.workflows.conftest import MakeRule, Work
 
 LEAD_STATUS = {"type": "field_changed", "record_type": "person", "field": "lead_status"}
 NOTE = {"type": "add_note", "body": "Checked by the rule"}
@@ -357,22 +357,42 @@ def test_editing_a_rule_checks_it_whole_again(
     assert client.get("/v1/workflow-rules", headers=admin.headers).json()["total"] == 0
 
 
+ROLES = ("admin", "manager", "sales", "support", "marketing", "analyst")
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_who_may_define_and_read_rules(
-    client: TestClient, admin: User, make_user: MakeUser, make_rule: MakeRule
+    client: TestClient,
+    admin: User,
+    make_user: MakeUser,
+    make_person: MakePerson,
+    make_rule: MakeRule,
+    work: Work,
+    role: str,
 ) -> None:
-    made = make_rule(LEAD_STATUS, NOTE)
+    """Admins define rules and retry runs; managers read them; nobody else sees them."""
+    made = make_rule(LEAD_STATUS, {"type": "send_webhook", "url": "http://127.0.0.1:9/x"})
+    person = make_person("ada@example.com")
+    client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+    assert work(workflow_max_attempts=1, workflow_webhook_timeout_seconds=0.5) == {"failed": 1}
+    run = client.get("/v1/workflow-runs", headers=admin.headers).json()["items"][0]
+    user = admin if role == "admin" else make_user(role)
+    h = user.headers
     url = f"/v1/workflow-rules/{made['id']}"
+    reads = 200 if role in ("admin", "manager") else 403
+    for read in ("/v1/workflow-rules", url, f"{url}/runs", "/v1/workflow-runs"):
+        assert client.get(read, headers=h).status_code == reads, read
+    # The run is on a person nobody owns: a manager sees it (the pool they assign from).
+    assert client.get(f"/v1/workflow-runs/{run['id']}", headers=h).status_code == reads
+    writes = role == "admin"
     body = {"name": "R", "trigger": LEAD_STATUS, "actions": [NOTE]}
-    for role in ("manager", "sales", "support", "marketing", "analyst"):
-        h = make_user(role).headers
-        reads = 200 if role == "manager" else 403
-        assert client.get("/v1/workflow-rules", headers=h).status_code == reads, role
-        assert client.get(url, headers=h).status_code == reads, role
-        assert client.get(f"{url}/runs", headers=h).status_code == reads, role
-        assert client.get("/v1/workflow-runs", headers=h).status_code == reads, role
-        assert client.post("/v1/workflow-rules", json=body, headers=h).status_code == 403, role
-        assert client.patch(url, json={"name": "x"}, headers=h).status_code == 403, role
-        assert client.delete(url, headers=h).status_code == 403, role
-        assert client.post(f"{url}/rotate-secret", headers=h).status_code == 403, role
-        assert client.post("/v1/workflow-runs/1/retry", headers=h).status_code == 403, role
+    assert client.post("/v1/workflow-rules", json=body, headers=h).status_code == (
+        201 if writes else 403
+    )
+    assert client.patch(url, json={"name": "x"}, headers=h).status_code == (200 if writes else 403)
+    assert client.post(f"{url}/rotate-secret", headers=h).status_code == (200 if writes else 403)
+    assert client.post(f"/v1/workflow-runs/{run['id']}/retry", headers=h).status_code == (
+        200 if writes else 403
+    )
+    assert client.delete(url, headers=h).status_code == (204 if writes else 403)
     assert client.get("/v1/workflow-rules").status_code == 401

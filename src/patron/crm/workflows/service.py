@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
-from patron.auth.service import Actor, record_audit
+from patron.auth.service import Actor, actor_label, record_audit
 from patron.core.clock import utcnow
 from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import Field, ListQuery, Page, keyset_page
@@ -136,7 +136,7 @@ def create_rule(session: Session, *, actor: Actor | None, spec: RuleIn) -> tuple
         conditions=conditions,
         actions=actions,
         webhook_secret=secret,
-        created_by=actor.email if actor else "system",
+        created_by=actor_label(actor),
     )
     session.add(rule)
     session.flush()
@@ -167,27 +167,11 @@ def update_rule(
         if changes.enabled is None:
             raise InvalidInput("enabled is true or false", field="enabled")
         rule.enabled = changes.enabled
-    trigger = changes.trigger if changes.trigger is not None else _trigger_of(rule)
-    trigger_type, record_type, options = _check_trigger(session, trigger)
-    conditions = rule.conditions
-    if changes.conditions is not None:
-        conditions = _check_conditions(session, record_type, changes.conditions)
-    elif changes.trigger is not None:
-        stored = [ConditionIn.model_validate(c) for c in conditions]
-        conditions = _check_conditions(session, record_type, stored)
-    actions = rule.actions
-    if changes.actions is not None:
-        actions = _check_actions(session, record_type, changes.actions)
-    elif changes.trigger is not None:
-        actions = _check_actions(session, record_type, ACTIONS.validate_python(actions))
-    _refuse_self_trigger(trigger_type, record_type, options, actions)
-    rule.trigger_type, rule.record_type, rule.trigger = trigger_type, record_type, options
-    rule.conditions, rule.actions = conditions, actions
+    _redefine(session, rule, changes)
     after = describe_rule(rule)
     old = {k: v for k, v in before.items() if after[k] != v}
     if old:
         rule.updated_at = utcnow()
-        new = {k: after[k] for k in old}
         record_audit(
             session,
             actor=actor,
@@ -195,10 +179,26 @@ def update_rule(
             record_type=RULE,
             record_id=str(rule.id),
             before=old,
-            after=new,
+            after={k: after[k] for k in old},
         )
     session.flush()
     return rule
+
+
+def _redefine(session: Session, rule: WorkflowRule, changes: RulePatch) -> None:
+    """Apply a new trigger, conditions or actions; what is kept is checked again against
+    what changed (a new trigger may be about another kind of record)."""
+    trigger = changes.trigger if changes.trigger is not None else _trigger_of(rule)
+    trigger_type, record_type, options = _check_trigger(session, trigger)
+    conditions = changes.conditions
+    if conditions is None:
+        conditions = [ConditionIn.model_validate(c) for c in rule.conditions]
+    actions = changes.actions if changes.actions is not None else rule.actions
+    checked_conditions = _check_conditions(session, record_type, conditions)
+    checked_actions = _check_actions(session, record_type, ACTIONS.validate_python(actions))
+    _refuse_self_trigger(trigger_type, record_type, options, checked_actions)
+    rule.trigger_type, rule.record_type, rule.trigger = trigger_type, record_type, options
+    rule.conditions, rule.actions = checked_conditions, checked_actions
 
 
 def delete_rule(session: Session, *, actor: Actor | None, rule_id: uuid.UUID) -> None:
