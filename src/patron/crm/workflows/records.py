@@ -70,6 +70,9 @@ class RecordKind:
     links: Callable[[Any], dict[str, uuid.UUID | None]]
     # Which of these records an actor may see (and so which runs on them).
     readable: Callable[[Actor | None], ColumnElement[bool]]
+    # The fields whose changes its service records in the audit log (field_changed fires
+    # on these, and on custom.KEY).
+    audited: frozenset[str]
     # Allowed values of enumerated fields, checked when a rule is saved.
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Record type of its custom fields (None: it has none).
@@ -152,6 +155,7 @@ KINDS: dict[str, RecordKind] = {
             "tags": _tags,
         },
         update=_update_person,
+        audited=frozenset({*contacts.EDITABLE, "archived_at"} - {"custom"}),
         links=lambda p: {"person_id": p.id},
         readable=readable_persons,
         choices={
@@ -175,6 +179,7 @@ KINDS: dict[str, RecordKind] = {
             "tags": _tags,
         },
         update=_update_company,
+        audited=frozenset({*companies.EDITABLE, "archived_at"} - {"custom"}),
         links=lambda c: {"company_id": c.id},
         readable=readable_companies,
         custom_type="company",
@@ -195,6 +200,7 @@ KINDS: dict[str, RecordKind] = {
             "lost_reason": _text,
         },
         update=_update_deal,
+        audited=frozenset(deals.EDITABLE) - {"custom"},
         links=lambda d: {"deal_id": d.id, "person_id": d.person_id},
         readable=readable_deals,
         choices={"status": deals.STATUSES},
@@ -214,6 +220,7 @@ KINDS: dict[str, RecordKind] = {
             "owner_id": _uuid,
         },
         update=_update_activity,
+        audited=frozenset(activities.AUDITED),
         links=lambda a: {
             "person_id": a.person_id,
             "company_id": a.company_id,

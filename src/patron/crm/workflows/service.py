@@ -67,26 +67,6 @@ TRIGGER_OPTIONS = {
     "sla_breach": {"target"},
     "form_submitted": {"form_id"},
 }
-# Fields whose changes each kind's service records in the audit log (field_changed fires on
-# these). Tickets are not listed: their service is another module's, so any field is taken.
-AUDITED_FIELDS = {
-    "person": {"owner_id", "lifecycle_stage", "lead_status", "tags", "archived_at"},
-    "company": {"name", "domain", "industry", "size", "owner_id", "tags", "archived_at"},
-    "deal": {
-        "name",
-        "amount",
-        "currency",
-        "expected_close_date",
-        "owner_id",
-        "person_id",
-        "company_id",
-        "pipeline_id",
-        "stage_id",
-        "status",
-        "lost_reason",
-    },
-    "activity": set(activities.AUDITED),
-}
 # What "set a field" writes, in the audit's terms (completing a task sets done_at).
 WRITTEN_AS = {"done": "done_at"}
 FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,59}$")
@@ -354,7 +334,7 @@ def _changed_field(session: Session, record_type: str, name: str | None) -> str:
     if name.startswith("custom."):
         _custom_definition(session, kind, name, "trigger.field")
         return name
-    audited = AUDITED_FIELDS.get(kind.name) if kind else None
+    audited = kind.audited if kind else None
     if audited is None:  # a kind whose service we do not know: any plain field name
         if not FIELD_NAME.match(name):
             raise InvalidInput(f"{name!r} is not a field name", field="trigger.field")
