@@ -73,6 +73,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 MakeRule = Callable[..., dict[str, Any]]
+# The trigger most tests use: a person's lead status changes.
+LEAD_STATUS = {"type": "field_changed", "record_type": "person", "field": "lead_status"}
 
 
 @pytest.fixture
@@ -113,3 +115,8 @@ def runs(client: TestClient, user: User, **params: Any) -> list[dict[str, Any]]:
     assert answer.status_code == 200, answer.text
     items: list[dict[str, Any]] = answer.json()["items"]
     return items
+
+
+def patch_contact(client: TestClient, user: User, person: str, **changes: Any) -> None:
+    answer = client.patch(f"/v1/contacts/{person}", json=changes, headers=user.headers)
+    assert answer.status_code == 200, answer.text

@@ -5,7 +5,6 @@ a rolled-back change), the cache of rules, and loops between rules stopped at a 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,15 +19,10 @@ from patron.crm.models import Activity
 from patron.crm.workflows.engine import condition_holds, same_value
 from patron.crm.workflows.models import WorkflowRule, WorkflowRun
 from tests.conftest import MakePerson, MakeUser, User
-from tests.crm.workflows.conftest import MakeRule, Work, runs
+from tests.crm.workflows.conftest import LEAD_STATUS, MakeRule, Work, patch_contact, runs
 
 NOTE = {"type": "add_note", "body": "Seen by a rule"}
 HOOK = {"type": "send_webhook", "url": "http://127.0.0.1:9/never-called"}
-
-
-def patch_contact(client: TestClient, user: User, person: str, **changes: Any) -> None:
-    answer = client.patch(f"/v1/contacts/{person}", json=changes, headers=user.headers)
-    assert answer.status_code == 200, answer.text
 
 
 def count_runs(runtime: Runtime) -> int:
@@ -70,9 +64,7 @@ def test_field_changes_fire_the_rules_that_wait_for_them(
         },
         NOTE,
     )
-    other_field = make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"}, NOTE
-    )
+    other_field = make_rule(LEAD_STATUS, NOTE)
     patch_contact(client, admin, person, lifecycle_stage="lead")
     patch_contact(client, admin, person, lifecycle_stage="salesqualifiedlead")
     patch_contact(client, admin, person, lifecycle_stage="salesqualifiedlead")  # no change
@@ -113,7 +105,7 @@ def test_conditions_are_checked_on_the_record_as_it_is(
     )
     rep = make_user("sales")
     rule = make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"},
+        LEAD_STATUS,
         NOTE,
         conditions=[
             {"field": "owner_id", "op": "empty"},
@@ -249,7 +241,7 @@ def test_tickets_and_forms_fire_on_their_audit_entries(
 def test_a_change_rolled_back_leaves_no_run(
     runtime: Runtime, make_rule: MakeRule, make_person: MakePerson
 ) -> None:
-    make_rule({"type": "field_changed", "record_type": "person", "field": "lead_status"}, NOTE)
+    make_rule(LEAD_STATUS, NOTE)
     person = uuid.UUID(make_person("ada@example.com"))
     with runtime.sessions() as session:
         contacts.update_contact(
@@ -271,7 +263,7 @@ def test_a_change_rolled_back_leaves_no_run(
 def test_a_trigger_runs_a_rule_once(
     runtime: Runtime, make_rule: MakeRule, make_person: MakePerson
 ) -> None:
-    make_rule({"type": "field_changed", "record_type": "person", "field": "lead_status"}, NOTE)
+    make_rule(LEAD_STATUS, NOTE)
     person = uuid.UUID(make_person("ada@example.com"))
     with runtime.sessions() as session:
         contacts.update_contact(
@@ -301,9 +293,7 @@ def test_disabled_and_deleted_rules_stop_firing_even_in_a_stale_cache(
     make_person: MakePerson,
     work: Work,
 ) -> None:
-    rule = make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"}, NOTE
-    )
+    rule = make_rule(LEAD_STATUS, NOTE)
     person = make_person("ada@example.com")
     patch_contact(client, admin, person, lead_status="open")
     assert count_runs(runtime) == 1
@@ -335,7 +325,7 @@ def test_a_rule_edited_elsewhere_fires_as_it_is_now(
     make_rule: MakeRule,
     make_person: MakePerson,
 ) -> None:
-    make_rule({"type": "field_changed", "record_type": "person", "field": "lead_status"}, NOTE)
+    make_rule(LEAD_STATUS, NOTE)
     person = make_person("ada@example.com")
     patch_contact(client, admin, person, lead_status="open")
     assert count_runs(runtime) == 1

@@ -9,9 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import MakePerson, MakeUser, User, assert_error
-from tests.crm.workflows.conftest import MakeRule, Work
+from tests.crm.workflows.conftest import LEAD_STATUS, MakeRule, Work, patch_contact
 
-LEAD_STATUS = {"type": "field_changed", "record_type": "person", "field": "lead_status"}
 NOTE = {"type": "add_note", "body": "Checked by the rule"}
 
 
@@ -373,7 +372,7 @@ def test_who_may_define_and_read_rules(
     """Admins define rules and retry runs; managers read them; nobody else sees them."""
     made = make_rule(LEAD_STATUS, {"type": "send_webhook", "url": "http://127.0.0.1:9/x"})
     person = make_person("ada@example.com")
-    client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+    patch_contact(client, admin, person, lead_status="open")
     assert work(workflow_max_attempts=1, workflow_webhook_timeout_seconds=0.5) == {"failed": 1}
     run = client.get("/v1/workflow-runs", headers=admin.headers).json()["items"][0]
     user = admin if role == "admin" else make_user(role)

@@ -25,7 +25,14 @@ from patron.crm.models import Activity
 from patron.crm.workflows import engine
 from patron.crm.workflows.models import WorkflowRun
 from tests.conftest import MakePerson, MakeUser, User, assert_error
-from tests.crm.workflows.conftest import MakeRule, Receiver, Work, runs
+from tests.crm.workflows.conftest import (
+    LEAD_STATUS,
+    MakeRule,
+    Receiver,
+    Work,
+    patch_contact,
+    runs,
+)
 
 LATER = timedelta(hours=2)
 
@@ -175,12 +182,12 @@ def test_a_webhook_is_signed_and_retried_until_the_receiver_takes_it(
 ) -> None:
     receiver.statuses = [500]
     rule = make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"},
+        LEAD_STATUS,
         {"type": "send_webhook", "url": receiver.url},
         name="Tell the warehouse",
     )
     person = make_person("ada@example.com")
-    client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+    patch_contact(client, admin, person, lead_status="open")
     started = utcnow()
     assert work() == {"retrying": 1}
     (run,) = runs(client, admin)
@@ -230,12 +237,12 @@ def test_a_receiver_that_never_answers_in_time_fails_the_run_after_its_attempts(
 ) -> None:
     receiver.delay = 1.0
     make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"},
+        LEAD_STATUS,
         {"type": "add_note", "body": "Status changed"},
         {"type": "send_webhook", "url": receiver.url},
     )
     person = make_person("ada@example.com")
-    client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+    patch_contact(client, admin, person, lead_status="open")
     quick = {"workflow_webhook_timeout_seconds": 0.2, "workflow_max_attempts": 2}
     assert work(**quick) == {"retrying": 1}
     assert work(now=utcnow() + LATER, **quick) == {"failed": 1}
@@ -277,7 +284,7 @@ def test_an_action_that_cannot_succeed_fails_at_once(
     """Bad input is not cured by waiting: a user deactivated after the rule was saved."""
     rep = make_user("sales")
     make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"},
+        LEAD_STATUS,
         {"type": "assign_owner", "user_id": rep.id},
     )
     from patron.auth.models import User as UserRow
@@ -286,7 +293,7 @@ def test_an_action_that_cannot_succeed_fails_at_once(
         session.execute(update(UserRow).where(UserRow.email == rep.email).values(active=False))
         session.commit()
     person = make_person("ada@example.com")
-    client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+    patch_contact(client, admin, person, lead_status="open")
     assert work() == {"failed": 1}
     (run,) = runs(client, admin)
     assert run["attempts"] == 1
@@ -327,11 +334,11 @@ def test_a_dead_workers_run_is_taken_over_after_its_lease(
     work: Work,
 ) -> None:
     make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"},
+        LEAD_STATUS,
         {"type": "add_note", "body": "Noted"},
     )
     person = make_person("ada@example.com")
-    client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+    patch_contact(client, admin, person, lead_status="open")
     # A worker claims the run and dies before doing anything.
     claim, claimed = engine._claim(runtime.sessions, runtime.settings, utcnow())
     assert len(claimed) == 1
@@ -355,7 +362,7 @@ def test_runs_are_listed_by_rule_status_and_record_and_seen_like_their_records(
     make_rule: MakeRule,
 ) -> None:
     rule = make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"},
+        LEAD_STATUS,
         {"type": "add_note", "body": "x"},
     )
     manager = make_user("manager")
@@ -371,7 +378,7 @@ def test_runs_are_listed_by_rule_status_and_record_and_seen_like_their_records(
     client.patch(f"/v1/contacts/{theirs}", json={"owner_id": rep.id}, headers=admin.headers)
     client.patch(f"/v1/contacts/{others}", json={"owner_id": stranger.id}, headers=admin.headers)
     for person in (theirs, others):
-        client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+        patch_contact(client, admin, person, lead_status="open")
     assert len(runs(client, admin)) == 2
     assert [r["record_id"] for r in runs(client, manager)] == [theirs]
     assert [r["record_id"] for r in runs(client, admin, record_id=others)] == [others]
@@ -400,11 +407,11 @@ def test_the_command_line_runs_what_is_due(
     cli: Any,
 ) -> None:
     make_rule(
-        {"type": "field_changed", "record_type": "person", "field": "lead_status"},
+        LEAD_STATUS,
         {"type": "add_note", "body": "x"},
     )
     person = make_person("ada@example.com")
-    client.patch(f"/v1/contacts/{person}", json={"lead_status": "open"}, headers=admin.headers)
+    patch_contact(client, admin, person, lead_status="open")
     result = cli.invoke(app, ["workflows", "run", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"succeeded": 1}
