@@ -22,8 +22,9 @@ from patron.collect.models import Event
 from patron.core.clock import as_utc, utcnow
 from patron.core.runtime import Runtime
 from patron.crm.models import Activity
-from patron.crm.workflows import engine
+from patron.crm.workflows import engine, jobs
 from patron.crm.workflows.models import WorkflowRun
+from patron.pipeline import Processor
 from tests.conftest import MakePerson, MakeUser, User, assert_error
 from tests.crm.workflows.conftest import (
     LEAD_STATUS,
@@ -418,3 +419,19 @@ def test_the_command_line_runs_what_is_due(
     again = cli.invoke(app, ["workflows", "run"])
     assert again.exit_code == 0
     assert "nothing was due" in again.output
+
+
+def test_the_processor_does_the_runs_in_a_thread_of_their_own(
+    runtime: Runtime,
+    client: TestClient,
+    admin: User,
+    make_person: MakePerson,
+    make_rule: MakeRule,
+) -> None:
+    make_rule(LEAD_STATUS, {"type": "add_note", "body": "x"})
+    person = make_person("ada@example.com")
+    patch_contact(client, admin, person, lead_status="open")
+    processor = Processor(runtime.sessions, settings=runtime.settings)
+    processor.run_due_jobs({"workflows": -1e9})  # its interval has long passed
+    jobs.wait(timeout=60)
+    assert [r["status"] for r in runs(client, admin)] == ["succeeded"]

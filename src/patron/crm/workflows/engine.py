@@ -563,6 +563,8 @@ def _execute(
             if not rule.enabled or rule.deleted_at is not None:
                 _end(run, "cancelled", now, "the rule was disabled or deleted before it ran")
                 return "cancelled"
+            # The lease counts from now: the runs before it in the batch took their time.
+            run.locked_until = max(as_utc(run.locked_until or now), utcnow() + LEASE)
             planned = list(enumerate(run.actions))
             done = {i for i, step in enumerate(run.steps) if step.get("status") == "ok"}
         for index, action in planned:

@@ -1,7 +1,9 @@
-"""Background work of workflow rules: running the runs that are due."""
+"""Background work of workflow rules: doing the runs that are due."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections import Counter
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -9,14 +11,42 @@ from sqlalchemy.orm import Session, sessionmaker
 from patron.core.settings import Settings
 from patron.crm.workflows.engine import run_due
 
+log = logging.getLogger("patron.workflows")
 # Rounds of ``run_until_idle``: a chain of runs is at most workflow_max_depth long, so this
 # only guards against a bug.
 MAX_ROUNDS = 1000
 
+_worker: threading.Thread | None = None
+_worker_lock = threading.Lock()
+
 
 def run_workflows(sessions: sessionmaker[Session], settings: Settings) -> int:
-    """The pipeline JOB: run what is due now; returns how many runs it handled."""
-    return sum(run_due(sessions, settings).values())
+    """The pipeline JOB: do the due runs in a thread of their own (unless one is at it
+    already), so that a slow webhook receiver never holds up processing the event log.
+    Returns 1 when it started that thread."""
+    global _worker
+    with _worker_lock:
+        if _worker is not None and _worker.is_alive():
+            return 0
+        _worker = threading.Thread(
+            target=_work, args=(sessions, settings), name="patron-workflows", daemon=True
+        )
+        _worker.start()
+    return 1
+
+
+def _work(sessions: sessionmaker[Session], settings: Settings) -> None:
+    try:
+        run_until_idle(sessions, settings)
+    except Exception:  # the next tick starts again; a claimed run comes back after its lease
+        log.exception("doing workflow runs failed")
+
+
+def wait(timeout: float | None = None) -> None:
+    """Wait for the thread :func:`run_workflows` started (if any) to finish."""
+    worker = _worker
+    if worker is not None:
+        worker.join(timeout)
 
 
 def run_until_idle(sessions: sessionmaker[Session], settings: Settings) -> Counter[str]:
