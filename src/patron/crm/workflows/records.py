@@ -33,22 +33,49 @@ from patron.profiles.access import readable_persons
 TASK, NOTE = "task", "note"
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+# What "set a field" turns a JSON value into, per field type (ValueError on a bad value);
+# kinds registered from elsewhere (tickets) use them too.
+
+
+def parse_uuid(value: Any) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(str(value))
 
 
-def _date(value: Any) -> date | None:
+def parse_date(value: Any) -> date | None:
     return None if value is None else date.fromisoformat(str(value))
 
 
-def _datetime(value: Any) -> datetime | None:
+def parse_datetime(value: Any) -> datetime | None:
     return None if value is None else as_utc(datetime.fromisoformat(str(value)))
 
 
-def _bool(value: Any) -> bool:
+def parse_bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
     return value
+
+
+def parse_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("expected text")
+    return value
+
+
+def parse_tags(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError("expected a list of tags")
+    return value
+
+
+def parse_number(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError("expected a number")
+    return value
+
+
+def parse_amount(value: Any) -> Decimal | None:
+    parse_number(value)
+    return None if value is None else Decimal(str(value))
 
 
 @dataclass(frozen=True)
@@ -105,41 +132,16 @@ def _update_activity(session: Session, record_id: uuid.UUID, changes: dict[str, 
     activities.update_activity(session, actor=None, activity_id=record_id, changes=changes)
 
 
-def _load_deal(session: Session, record_id: uuid.UUID) -> Deal:
-    deal = session.get(Deal, record_id)
-    if deal is None:
-        raise NotFound(f"no deal with id {record_id}", field="record_id")
-    return deal
+def loader(model: type[Any], name: str) -> Callable[[Session, uuid.UUID], Any]:
+    """Fetch a record of ``model`` by id; NotFound when it is gone."""
 
+    def load(session: Session, record_id: uuid.UUID) -> Any:
+        found = session.get(model, record_id)
+        if found is None:
+            raise NotFound(f"no {name} with id {record_id}", field="record_id")
+        return found
 
-def _load_activity(session: Session, record_id: uuid.UUID) -> Activity:
-    activity = session.get(Activity, record_id)
-    if activity is None:
-        raise NotFound(f"no activity with id {record_id}", field="record_id")
-    return activity
-
-
-def _text(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise ValueError("expected text")
-    return value
-
-
-def _tags(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise ValueError("expected a list of tags")
-    return value
-
-
-def _number(value: Any) -> Any:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ValueError("expected a number")
-    return value
-
-
-def _amount(value: Any) -> Decimal | None:
-    _number(value)
-    return None if value is None else Decimal(str(value))
+    return load
 
 
 KINDS: dict[str, RecordKind] = {
@@ -149,10 +151,10 @@ KINDS: dict[str, RecordKind] = {
         load=identity.live_person,
         owner_field="owner_id",
         settable={
-            "owner_id": _uuid,
-            "lifecycle_stage": _text,
-            "lead_status": _text,
-            "tags": _tags,
+            "owner_id": parse_uuid,
+            "lifecycle_stage": parse_text,
+            "lead_status": parse_text,
+            "tags": parse_tags,
         },
         update=_update_person,
         audited=frozenset({*contacts.EDITABLE, "archived_at"} - {"custom"}),
@@ -171,12 +173,12 @@ KINDS: dict[str, RecordKind] = {
         load=live_company,
         owner_field="owner_id",
         settable={
-            "name": _text,
-            "domain": _text,
-            "industry": _text,
-            "size": _number,
-            "owner_id": _uuid,
-            "tags": _tags,
+            "name": parse_text,
+            "domain": parse_text,
+            "industry": parse_text,
+            "size": parse_number,
+            "owner_id": parse_uuid,
+            "tags": parse_tags,
         },
         update=_update_company,
         audited=frozenset({*companies.EDITABLE, "archived_at"} - {"custom"}),
@@ -187,17 +189,17 @@ KINDS: dict[str, RecordKind] = {
     "deal": RecordKind(
         name="deal",
         model=Deal,
-        load=_load_deal,
+        load=loader(Deal, "deal"),
         owner_field="owner_id",
         settable={
-            "name": _text,
-            "amount": _amount,
-            "currency": _text,
-            "expected_close_date": _date,
-            "owner_id": _uuid,
-            "stage_id": _uuid,
-            "status": _text,
-            "lost_reason": _text,
+            "name": parse_text,
+            "amount": parse_amount,
+            "currency": parse_text,
+            "expected_close_date": parse_date,
+            "owner_id": parse_uuid,
+            "stage_id": parse_uuid,
+            "status": parse_text,
+            "lost_reason": parse_text,
         },
         update=_update_deal,
         audited=frozenset(deals.EDITABLE) - {"custom"},
@@ -209,15 +211,15 @@ KINDS: dict[str, RecordKind] = {
     "activity": RecordKind(
         name="activity",
         model=Activity,
-        load=_load_activity,
+        load=loader(Activity, "activity"),
         owner_field="owner_id",
         settable={
-            "subject": _text,
-            "body": _text,
-            "priority": _text,
-            "due_at": _datetime,
-            "done": _bool,
-            "owner_id": _uuid,
+            "subject": parse_text,
+            "body": parse_text,
+            "priority": parse_text,
+            "due_at": parse_datetime,
+            "done": parse_bool,
+            "owner_id": parse_uuid,
         },
         update=_update_activity,
         audited=frozenset(activities.AUDITED),
