@@ -230,6 +230,28 @@ def test_every_trigger_type_is_accepted(
         ),
         ({"actions": [{"type": "send_webhook", "url": "https://"}]}, 400, "actions[0].url"),
         ({"actions": [{"type": "launch_rocket"}]}, 422, None),
+        (
+            {
+                "trigger": {"type": "record_created", "record_type": "deal"},
+                "actions": [{"type": "set_field", "field": "status", "value": "lost"}],
+            },
+            400,
+            "actions[0].value",
+        ),
+        (
+            {
+                "trigger": {"type": "record_created", "record_type": "deal"},
+                "actions": [
+                    {
+                        "type": "set_field",
+                        "field": "stage_id",
+                        "value": "7c0c8a52-5d43-4d8e-bf43-0a4b0b6a3f7e",
+                    }
+                ],
+            },
+            400,
+            "actions[0].value",
+        ),
         ({"name": "   "}, 400, "name"),
         ({"name": "<script>alert(1)</script>\x00"}, 422, None),
     ],

@@ -199,7 +199,6 @@ KINDS: dict[str, RecordKind] = {
             "owner_id": parse_uuid,
             "stage_id": parse_uuid,
             "status": parse_text,
-            "lost_reason": parse_text,
         },
         update=_update_deal,
         audited=frozenset(deals.EDITABLE) - {"custom"},

@@ -499,6 +499,17 @@ def _check_set_field(session: Session, kind: RecordKind, action: SetFieldIn, whe
         raise InvalidInput(f"{name} must be one of {', '.join(allowed)}", field=f"{where}.value")
     if name == kind.owner_field and parsed is not None:
         _check_user(session, parsed, f"{where}.value")
+    if (
+        kind.name == "deal"
+        and name == "stage_id"
+        and (parsed is None or session.get(Stage, parsed) is None)
+    ):
+        raise InvalidInput(f"no stage {value}", field=f"{where}.value")
+    if kind.name == "deal" and name == "status" and value == "lost":
+        # A lost deal needs the reason it was lost, which only a person can give.
+        raise InvalidInput(
+            "a rule cannot lose a deal: a person gives the reason", field=f"{where}.value"
+        )
 
 
 def _check_url(url: str, where: str) -> None:
