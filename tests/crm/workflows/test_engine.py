@@ -16,6 +16,7 @@ from patron.core.clock import utcnow
 from patron.core.runtime import Runtime
 from patron.crm import contacts
 from patron.crm.models import Activity
+from patron.crm.workflows import engine
 from patron.crm.workflows.engine import condition_holds, same_value
 from patron.crm.workflows.models import WorkflowRule, WorkflowRun
 from tests.conftest import MakePerson, MakeUser, User
@@ -384,3 +385,26 @@ def test_a_loop_through_two_rules_stops_at_the_depth(
         headers=admin.headers,
     )
     assert work(until_idle=True, workflow_max_depth=2) == {"succeeded": 2}
+
+
+def test_a_rule_firing_too_often_on_one_record_is_stopped(
+    client: TestClient,
+    admin: User,
+    make_rule: MakeRule,
+    make_person: MakePerson,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop that passes through the event log escapes the chain depth; the rate of one
+    rule on one record still stops it."""
+    monkeypatch.setattr(engine, "RECORD_RATE_LIMIT", 3)
+    make_rule(LEAD_STATUS, NOTE)
+    person, other = make_person("ada@example.com"), make_person("bob@example.com")
+    for status in ("open", "new", "open", "new"):
+        patch_contact(client, admin, person, lead_status=status)
+    patch_contact(client, admin, other, lead_status="open")
+    statuses = [
+        (r["record_id"], r["status"]) for r in sorted(runs(client, admin), key=lambda r: r["id"])
+    ]
+    assert statuses == [(person, "pending")] * 3 + [(person, "loop_stopped"), (other, "pending")]
+    stopped = runs(client, admin, status="loop_stopped")[0]
+    assert "ran 3 times on this record in the last hour" in stopped["last_error"]

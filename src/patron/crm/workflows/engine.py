@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, event, or_, select
+from sqlalchemy import ColumnElement, and_, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.auth.models import AuditEntry
@@ -70,6 +70,11 @@ LEASE = timedelta(minutes=5)
 # Runs claimed at once, and the longest wait between two attempts.
 CLAIM_BATCH = 100
 MAX_BACKOFF = timedelta(hours=1)
+# Runs of one rule on one record within an hour past which more are recorded as
+# loop_stopped: a loop that passes through the event log (an action's CRM event that a
+# processing step turns into another change) is not seen by the chain depth.
+RECORD_RATE_LIMIT = 50
+RATE_WINDOW = timedelta(hours=1)
 # session.info key: this transaction changed rules (read them fresh, cache after commit).
 RULES_CHANGED = "patron_workflow_rules_changed"
 
@@ -391,8 +396,41 @@ def on_audit(session: Session, entry: AuditEntry) -> None:
         conditions = rule.record_conditions()
         if conditions and not record.satisfies(conditions):
             continue
-        session.add(_new_run(rule, entry, record_id, parent))
+        stop = _stop_reason(session, rule, entry.record_type, record_id, parent)
+        session.add(_new_run(rule, entry, record_id, parent, stop))
     session.flush()
+
+
+def _stop_reason(
+    session: Session,
+    rule: CompiledRule,
+    record_type: str,
+    record_id: uuid.UUID,
+    parent: RunContext | None,
+) -> str | None:
+    """Why a run must not run (a loop, seen by its depth or by its rate), or None."""
+    depth = parent.depth + 1 if parent else 0
+    if parent is not None and depth >= parent.max_depth:
+        return (
+            f"not run: {depth} runs led to it, and a chain of runs stops at "
+            f"{parent.max_depth} (PATRON_WORKFLOW_MAX_DEPTH); a loop of rules?"
+        )
+    recent = session.scalar(
+        select(func.count())
+        .select_from(WorkflowRun)
+        .where(
+            WorkflowRun.record_type == record_type,
+            WorkflowRun.record_id == record_id,
+            WorkflowRun.rule_id == rule.id,
+            WorkflowRun.created_at >= utcnow() - RATE_WINDOW,
+        )
+    )
+    if (recent or 0) >= RECORD_RATE_LIMIT:
+        return (
+            f"not run: the rule ran {recent} times on this record in the last hour; "
+            "a loop through other changes?"
+        )
+    return None
 
 
 def _current(session: Session, cached: CompiledRule, entry: AuditEntry) -> CompiledRule | None:
@@ -428,11 +466,13 @@ class _Record:
 
 
 def _new_run(
-    rule: CompiledRule, entry: AuditEntry, record_id: uuid.UUID, parent: RunContext | None
+    rule: CompiledRule,
+    entry: AuditEntry,
+    record_id: uuid.UUID,
+    parent: RunContext | None,
+    stop: str | None,
 ) -> WorkflowRun:
     now = utcnow()
-    depth = parent.depth + 1 if parent else 0
-    stopped = parent is not None and depth >= parent.max_depth
     return WorkflowRun(
         rule_id=rule.id,
         trigger_key=f"audit:{entry.id}",
@@ -447,21 +487,16 @@ def _new_run(
         },
         rule_name=rule.name,
         actions=list(rule.actions),
-        depth=depth,
+        depth=parent.depth + 1 if parent else 0,
         parent_run_id=parent.run_id if parent else None,
-        status="loop_stopped" if stopped else "pending",
+        status="pending" if stop is None else "loop_stopped",
         attempts=0,
         next_attempt_at=now,
         steps=[{"type": a["type"], "status": "pending", "attempts": 0} for a in rule.actions],
-        last_error=(
-            f"not run: {depth} runs led to it, and a chain of runs stops at "
-            f"{parent.max_depth} (PATRON_WORKFLOW_MAX_DEPTH); a loop of rules?"
-            if stopped and parent
-            else None
-        ),
+        last_error=stop,
         created_at=now,
         updated_at=now,
-        finished_at=now if stopped else None,
+        finished_at=None if stop is None else now,
     )
 
 
