@@ -513,7 +513,7 @@ def run_due(
     """Claim the runs that are due and run them; returns how many ended in each status."""
     now = now or utcnow()
     outcomes: Counter[str] = Counter()
-    if not _anything_due(sessions, now):
+    if not anything_due(sessions, now):
         return outcomes
     claim, claimed = _claim(sessions, settings, now)
     for run_id in claimed:
@@ -529,12 +529,13 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _anything_due(sessions: sessionmaker[Session], now: datetime) -> bool:
-    """A look without taking SQLite's write lock: the job asks every few seconds, and most
-    of the time nothing is due."""
+def anything_due(sessions: sessionmaker[Session], now: datetime | None = None) -> bool:
+    """Whether a run is due, asked without taking SQLite's write lock (the job asks every
+    few seconds, and mostly nothing is)."""
     with sessions() as session:
         session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
-        return session.scalar(select(WorkflowRun.id).where(_due(now)).limit(1)) is not None
+        due = _due(now or utcnow())
+        return session.scalar(select(WorkflowRun.id).where(due).limit(1)) is not None
 
 
 def _claim(

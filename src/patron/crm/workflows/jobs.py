@@ -9,7 +9,7 @@ from collections import Counter
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.core.settings import Settings
-from patron.crm.workflows.engine import run_due
+from patron.crm.workflows.engine import anything_due, run_due
 
 log = logging.getLogger("patron.workflows")
 # Rounds of ``run_until_idle``: a chain of runs is at most workflow_max_depth long, so this
@@ -21,12 +21,14 @@ _worker_lock = threading.Lock()
 
 
 def run_workflows(sessions: sessionmaker[Session], settings: Settings) -> int:
-    """The pipeline JOB: do the due runs in a thread of their own (unless one is at it
-    already), so that a slow webhook receiver never holds up processing the event log.
-    Returns 1 when it started that thread."""
+    """The pipeline JOB: when runs are due, do them in a thread of their own (unless one is
+    at it already), so that a slow webhook receiver never holds up processing the event
+    log. Returns 1 when it started that thread."""
     global _worker
     with _worker_lock:
         if _worker is not None and _worker.is_alive():
+            return 0
+        if not anything_due(sessions):
             return 0
         _worker = threading.Thread(
             target=_work, args=(sessions, settings), name="patron-workflows", daemon=True
