@@ -18,7 +18,8 @@ share a transaction with the database; they keep one message id and body across 
 so a receiver can drop a repeat (at least once, as Standard Webhooks intends). While an
 action runs, :data:`CURRENT_RUN` says which run it belongs to: runs its changes fire are
 one level deeper, and past ``workflow_max_depth`` they are recorded as ``loop_stopped``
-instead of run.
+instead of run; so are a rule's runs on one record past :data:`RECORD_RATE_LIMIT` an hour
+(loops through the event log, which the depth cannot follow).
 """
 
 from __future__ import annotations

@@ -227,6 +227,7 @@ def new_webhook_secret() -> str:
 
 
 def get_rule(session: Session, rule_id: uuid.UUID) -> WorkflowRule:
+    """A rule that is not deleted, or 404 naming ``rule_id``."""
     rule = session.get(WorkflowRule, rule_id)
     if rule is None or rule.deleted_at is not None:
         raise NotFound(f"no workflow rule with id {rule_id}", field="rule_id")
@@ -627,6 +628,7 @@ def list_runs(
 
 
 def get_run(session: Session, *, actor: Actor | None, run_id: int) -> WorkflowRun:
+    """A run ``actor`` may see, or 404 naming ``run_id``."""
     run = session.scalar(select(WorkflowRun).where(WorkflowRun.id == run_id, readable_runs(actor)))
     if run is None:
         raise NotFound(f"no workflow run {run_id}", field="run_id")
