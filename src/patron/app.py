@@ -24,6 +24,7 @@ from patron.core.web import json_response
 from patron.crm.api import router as crm_router
 from patron.crm.reports.api import router as reports_router
 from patron.crm.tickets.api import router as tickets_router
+from patron.crm.workflows.api import router as workflows_router
 from patron.identity.api import router as identity_router
 from patron.pipeline import Processor
 from patron.profiles.api import router as profiles_router
@@ -74,6 +75,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(crm_router)
     app.include_router(tickets_router)
     app.include_router(reports_router)
+    app.include_router(workflows_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

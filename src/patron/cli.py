@@ -50,6 +50,7 @@ import_app = typer.Typer(
 export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL or CSV.")
 identity_app = typer.Typer(no_args_is_help=True, help="Merges, unmerges and matching.")
 tickets_app = typer.Typer(no_args_is_help=True, help="Support tickets and their SLAs.")
+workflows_app = typer.Typer(no_args_is_help=True, help="Workflow rules and their runs.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
@@ -57,6 +58,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(identity_app, name="identity")
 app.add_typer(tickets_app, name="tickets")
+app.add_typer(workflows_app, name="workflows")
 
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -653,6 +655,18 @@ def tickets_sla_check(as_json: JsonFlag = False) -> None:
         human=f"checked {done.checked} tickets: {done.warnings} warnings and "
         f"{done.breaches} breaches announced",
     )
+
+
+@workflows_app.command("run")
+def workflows_run(as_json: JsonFlag = False) -> None:
+    """Run the workflow runs that are due now, and those they fire, until none is due."""
+    from patron.crm.workflows.jobs import run_until_idle
+
+    runtime = start_runtime()
+    outcomes = run_until_idle(runtime.sessions, runtime.settings)
+    counts = {status: outcomes[status] for status in sorted(outcomes)}
+    done = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing was due"
+    emit(counts, as_json=as_json, human=f"workflow runs: {done}")
 
 
 @app.command()

@@ -35,6 +35,9 @@ from patron.crm.tickets import clock as ticket_clock
 from patron.crm.tickets import policies as ticket_policies
 from patron.crm.tickets import service as tickets
 from patron.crm.tickets.jobs import check_sla
+from patron.crm.workflows import service as workflows
+from patron.crm.workflows.jobs import run_until_idle
+from patron.crm.workflows.schemas import RuleIn
 from patron.identity import linkage
 from patron.identity.models import Identity, Person
 from patron.pipeline import Processor
@@ -476,6 +479,7 @@ def load_sales_team(runtime: Runtime, *, seed: int, password: str) -> None:
         reps = [users["sam.lee@example.com"], users["rita.novak@example.com"]]
         for member in (users["manager"], *reps):
             auth_service.add_member(db, team_id=team.id, user_id=member.user_id, actor=None)
+        _demo_rules(db, reps[0])
         pipelines = [
             create_pipeline(
                 db,
@@ -495,8 +499,15 @@ def load_sales_team(runtime: Runtime, *, seed: int, password: str) -> None:
             )
         )
         for index, person in enumerate(customers):
-            if index % 3 == 2:
-                continue  # a third stay unassigned, in the pool
+            if index % 3 == 2:  # a third stay unassigned, in the pool ...
+                if index % 9 == 2:  # ... but marketing qualifies some: a rule assigns them
+                    contacts.update_contact(
+                        db,
+                        actor=users["marketing"],
+                        person_id=person,
+                        changes={"lifecycle_stage": "salesqualifiedlead"},
+                    )
+                continue
             rep = reps[index % 2]
             stage = rng.choice(["lead", "marketingqualifiedlead", "salesqualifiedlead", "customer"])
             contacts.update_contact(
@@ -508,8 +519,39 @@ def load_sales_team(runtime: Runtime, *, seed: int, password: str) -> None:
             if index % 5 == 0:
                 _demo_deal(db, rng, now, rep, person, pipelines)
         db.commit()
+    # The rules' runs do their work (as the running server would within seconds).
+    run_until_idle(runtime.sessions, runtime.settings)
     # The CRM's changes are events in the log too: process them like the shop's.
     Processor(runtime.sessions, settings=runtime.settings).drain()
+
+
+def _demo_rules(db: Session, rep: auth_service.Actor) -> None:
+    """The demo's workflow rules, made before the sales work so that it fires them."""
+    onboarding = {
+        "name": "Onboard won customers",
+        "description": "A won deal gets a kick-off task for its owner.",
+        "trigger": {"type": "deal_won"},
+        "actions": [
+            {"type": "create_task", "subject": "Onboarding kick-off call", "due_in_days": 3}
+        ],
+    }
+    qualified = {
+        "name": "Sales-qualified leads to a rep",
+        "description": "Marketing qualifies a lead nobody owns: it goes to a rep.",
+        "trigger": {
+            "type": "field_changed",
+            "record_type": "person",
+            "field": "lifecycle_stage",
+            "to": "salesqualifiedlead",
+        },
+        "conditions": [{"field": "owner_id", "op": "empty"}],
+        "actions": [
+            {"type": "assign_owner", "user_id": str(rep.user_id)},
+            {"type": "create_task", "subject": "Call the new lead", "due_in_hours": 24},
+        ],
+    }
+    for rule in (onboarding, qualified):
+        workflows.create_rule(db, actor=None, spec=RuleIn.model_validate(rule))
 
 
 def _demo_deal(

@@ -31,6 +31,7 @@ from patron.crm.models import (
     Stage,
 )
 from patron.crm.tickets.models import SlaPolicy, Ticket, TicketComment
+from patron.crm.workflows.models import WorkflowRule, WorkflowRun
 from patron.identity.models import (
     BlockedValue,
     Identity,
@@ -88,5 +89,7 @@ __all__ = [
     "TraitRule",
     "TraitValue",
     "User",
+    "WorkflowRule",
+    "WorkflowRun",
     "metadata",
 ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from patron.auth.service import AUDIT_LISTENERS
 from patron.collect.catalog import record_in_catalog
 from patron.collect.imports import CUSTOM_VALUES, PERSON_CLASSIFIER, RECORD_KINDS
 from patron.collect.models import Event, ProcessingCursor
@@ -34,6 +35,8 @@ from patron.crm.contacts import fill_from_merged, import_checker, record_custom_
 from patron.crm.inbound import attach_waiting_activities
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.crm.tickets import jobs as ticket_jobs
+from patron.crm.workflows import engine as workflow_engine
+from patron.crm.workflows import jobs as workflow_jobs
 from patron.identity import linkage
 from patron.identity import service as identity
 from patron.identity.graph import resolve_events
@@ -103,6 +106,17 @@ class Job:
 # Domains add their scheduled work here (SLA clocks, nightly retraining, ...).
 JOBS: list[Job] = []
 JOBS.append(Job(ticket_jobs.JOB_NAME, lambda s: s.sla_check_seconds, ticket_jobs.run))
+
+# Workflow rules: a CRM change fires them as it is audited (runs are written in its
+# transaction), and the runs are done every few seconds after the commit.
+AUDIT_LISTENERS[:] = [workflow_engine.on_audit]
+JOBS.append(
+    Job(
+        "workflows",
+        every_seconds=lambda settings: settings.workflow_interval_seconds,
+        run=workflow_jobs.run_workflows,
+    )
+)
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -197,18 +200,45 @@ def record_audit(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    """Append an audit entry in the caller's transaction, so it commits with the change."""
-    session.add(
-        AuditEntry(
-            actor_id=actor.user_id if actor else None,
-            actor_label=actor.email if actor else "system",
-            action=action,
-            record_type=record_type,
-            record_id=record_id,
-            before=before,
-            after=after,
-        )
+    """Append an audit entry in the caller's transaction, so it commits with the change,
+    and hand it to the :data:`AUDIT_LISTENERS` (in the same transaction too)."""
+    entry = AuditEntry(
+        actor_id=actor.user_id if actor else None,
+        actor_label=actor_label(actor),
+        action=action,
+        record_type=record_type,
+        record_id=record_id,
+        before=before,
+        after=after,
     )
+    session.add(entry)
+    for listener in AUDIT_LISTENERS:
+        listener(session, entry)
+
+
+# Called with every audit entry as it is added (not yet flushed), in the transaction of the
+# change: domains above (workflow rules) react to CRM changes here without auth knowing them.
+# The composition root (pipeline.py) registers them.
+AUDIT_LISTENERS: list[Callable[[Session, AuditEntry], None]] = []
+
+# Who "the system" is in audit entries, CRM events and created_by columns, when no user acts.
+_SYSTEM_LABEL: ContextVar[str] = ContextVar("patron_system_label", default="system")
+
+
+def actor_label(actor: Actor | None) -> str:
+    """The name a change is recorded under: the user's email, or the system's label."""
+    return actor.email if actor else _SYSTEM_LABEL.get()
+
+
+@contextmanager
+def acting_as_system(label: str) -> Iterator[None]:
+    """Record what the system does inside the block under ``label`` (e.g. a workflow rule's
+    ``workflow:<name>``) instead of plain ``system``."""
+    token = _SYSTEM_LABEL.set(label)
+    try:
+        yield
+    finally:
+        _SYSTEM_LABEL.reset(token)
 
 
 # --- teams -----------------------------------------------------------------------------

@@ -106,6 +106,36 @@ class Settings(BaseSettings):
         description="How often the idle processor checks tickets for SLA warnings and "
         "breaches to announce (audit entries and events); 0 turns it off.",
     )
+    workflow_interval_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How often the processor runs the workflow runs that are due (rules' "
+        "actions, retries); 0 turns it off (then `patron workflows run` does it).",
+    )
+    workflow_max_attempts: int = Field(
+        8,
+        ge=1,
+        description="Attempts of a workflow run whose action keeps failing (a webhook "
+        "answering 5xx, a timeout) before it is marked failed.",
+    )
+    workflow_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Wait before a failed workflow run's first retry; it doubles with every "
+        "attempt, up to an hour.",
+    )
+    workflow_max_depth: int = Field(
+        5,
+        ge=1,
+        description="Workflow runs fired by other runs' changes, in a chain, past which a "
+        "run is recorded as `loop_stopped` instead of run (loops between rules end here).",
+    )
+    workflow_webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a workflow webhook waits for the receiver's answer before the "
+        "attempt counts as failed.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the setting, or the embedded SQLite file."""

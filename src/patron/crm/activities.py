@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from patron.auth.service import Actor, record_audit
+from patron.auth.service import Actor, actor_label, record_audit
 from patron.core.clock import as_utc, utcnow
 from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from patron.core.pagination import Field, ListQuery, Page, keyset_page
@@ -221,7 +221,7 @@ def create_activity(
     now = utcnow()
     activity = Activity(
         kind=kind,
-        created_by=actor.email if actor else "system",
+        created_by=actor_label(actor),
         owner_id=actor.user_id if actor else None,
         occurred_at=now,
         priority="normal" if kind == "task" else None,

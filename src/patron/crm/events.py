@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from patron.auth.service import Actor
+from patron.auth.service import Actor, actor_label
 from patron.collect.messages import RequestMeta
 from patron.collect.models import Source
 from patron.collect.service import Envelope, create_source, ingest
@@ -114,7 +114,7 @@ def track_crm_change(
     message["context"] = {
         **reference.get("context", {}),
         **(context or {}),
-        "patron": {"actor": actor.email if actor else "system", "person_id": str(person_id)},
+        "patron": {"actor": actor_label(actor), "person_id": str(person_id)},
     }
     result = ingest(
         session,
