@@ -21,6 +21,8 @@ from patron.core.errors import PatronError
 from patron.core.runtime import Runtime
 from patron.core.web import json_response
 from patron.crm.api import router as crm_router
+from patron.crm.forms.api import router as forms_router
+from patron.crm.forms.views import router as public_forms_router
 from patron.identity.api import router as identity_router
 from patron.pipeline import Processor
 from patron.profiles.api import router as profiles_router
@@ -69,6 +71,8 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(profiles_router)
     app.include_router(crm_router)
+    app.include_router(forms_router)
+    app.include_router(public_forms_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
         description="How often the idle processor runs incremental record linkage over "
         "persons created or changed since the last run; 0 turns it off.",
     )
+    form_rate_per_ip_minute: int = Field(
+        10,
+        ge=0,
+        description="Web forms: submissions one client IP may make per minute (all forms "
+        "together); more are refused with 429 and kept as rejected. 0 turns it off.",
+    )
+    form_rate_per_form_minute: int = Field(
+        600,
+        ge=0,
+        description="Web forms: submissions one form accepts per minute from everyone; "
+        "more are refused with 429 and kept as rejected. 0 turns it off.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the setting, or the embedded SQLite file."""

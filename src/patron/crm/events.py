@@ -41,6 +41,8 @@ TASK_COMPLETED = "Task Completed"
 CALL_LOGGED = "Call Logged"
 NOTE_ADDED = "Note Added"
 EMAIL_LOGGED = "Email Logged"
+# A web form post: a track from the forms' own source (patron.crm.forms), not a CRM edit.
+FORM_SUBMITTED = "Form Submitted"
 
 
 def crm_source(session: Session) -> Source:
