@@ -123,7 +123,8 @@ def _field(spec: Mapping[str, Any], path: str) -> dict[str, Any]:
     kind = spec.get("type")
     if kind not in TYPES:
         raise InvalidInput(f"type must be one of {', '.join(TYPES)}", field=f"{path}.type")
-    max_length = spec.get("max_length") or DEFAULT_MAX_LENGTH[kind]
+    max_length = spec.get("max_length")
+    max_length = DEFAULT_MAX_LENGTH[kind] if max_length is None else max_length
     if not isinstance(max_length, int) or not 1 <= max_length <= MAX_LENGTH:
         raise InvalidInput(f"max_length is 1 to {MAX_LENGTH}", field=f"{path}.max_length")
     field: dict[str, Any] = {

@@ -197,7 +197,7 @@ async def submit_form(slug: str, request: Request) -> Response:
     `application/x-www-form-urlencoded` post (answered with the success page, a 303 to the
     form's redirect URL, or the form again with its problems). A 201 means stored."""
     runtime: Runtime = request.app.state.runtime
-    as_json = request.headers.get("content-type", "").startswith(JSON_CONTENT)
+    as_json = _wants_json(request)
     loaded = await run_in_threadpool(_load, runtime, slug)
     if loaded is None:
         problem = PatronError("there is no form at this address", code="not_found", status=404)
@@ -218,6 +218,14 @@ async def submit_form(slug: str, request: Request) -> Response:
         draft = prepare(form, payload, meta, source_id=source_id, settings=runtime.settings)
     outcome = await run_in_threadpool(_store, runtime, draft)
     return _answer(form, draft, outcome, payload, as_json)
+
+
+def _wants_json(request: Request) -> bool:
+    """JSON posts get JSON answers; so does a client that asks for JSON and not HTML."""
+    if request.headers.get("content-type", "").startswith(JSON_CONTENT):
+        return True
+    accept = request.headers.get("accept", "")
+    return JSON_CONTENT in accept and "text/html" not in accept
 
 
 def _store(runtime: Runtime, draft: Draft) -> Outcome:
