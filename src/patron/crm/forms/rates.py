@@ -26,8 +26,6 @@ from patron.crm.forms.models import FormIpSalt, FormRateCounter
 WINDOW_SECONDS = 60
 # How many days of IP salts exist at once: today's, and yesterday's for posts around midnight.
 SALT_DAYS = 2
-# (database URL, day) -> salt, for the salts this process has read back.
-_salts: dict[tuple[str, date], bytes] = {}
 
 
 def _shard() -> str:
@@ -99,24 +97,17 @@ def hash_ip(session: Session, ip: str, day: date) -> str:
 
 
 def _salt(session: Session, day: date) -> bytes:
-    cache_key = (str(session.get_bind().engine.url), day)
-    cached = _salts.get(cache_key)
-    if cached is not None:
-        return cached
+    # Read every time (a primary-key lookup): a salt cached in memory could outlive its row.
     stored = session.scalar(select(FormIpSalt.salt).where(FormIpSalt.day == day))
-    if stored is not None:
-        # Only a salt read back is remembered: one this transaction made could still be
-        # rolled back, and another process then make the day's salt anew.
-        _salts[cache_key] = bytes.fromhex(stored)
-        return _salts[cache_key]
-    table = FormIpSalt.__table__
-    # Another process may make the day's salt at the same moment: the first one stays.
-    session.execute(
-        dialect_insert(session, table)
-        .values(day=day, salt=secrets.token_hex(32))
-        .on_conflict_do_nothing(index_elements=["day"])
-    )
-    return bytes.fromhex(str(session.scalar(select(FormIpSalt.salt).where(FormIpSalt.day == day))))
+    if stored is None:
+        # Another process may make the day's salt at the same moment: the first one stays.
+        session.execute(
+            dialect_insert(session, FormIpSalt.__table__)
+            .values(day=day, salt=secrets.token_hex(32))
+            .on_conflict_do_nothing(index_elements=["day"])
+        )
+        stored = session.scalar(select(FormIpSalt.salt).where(FormIpSalt.day == day))
+    return bytes.fromhex(str(stored))
 
 
 def prune(session: Session, now: datetime) -> int:
@@ -125,6 +116,4 @@ def prune(session: Session, now: datetime) -> int:
     counters = session.execute(delete(FormRateCounter).where(FormRateCounter.window < window - 1))
     oldest = now.date() - timedelta(days=SALT_DAYS - 1)
     salts = session.execute(delete(FormIpSalt).where(FormIpSalt.day < oldest))
-    for key in [k for k in _salts if k[1] < oldest]:
-        _salts.pop(key, None)
     return int(getattr(counters, "rowcount", 0) or 0) + int(getattr(salts, "rowcount", 0) or 0)
