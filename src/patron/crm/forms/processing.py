@@ -50,11 +50,23 @@ def after_forms(session: Session, events: Sequence[Event]) -> None:
     ours = set(session.scalars(select(Source.id).where(Source.kind == SOURCE_KIND)))
     tracks = [e for e in tracks if e.source_id in ours]
     persons = _persons_of(session, [e.seq for e in tracks])
+    ids = [i for i in (_submission_id(e) for e in tracks) if i is not None]
+    # One query loads them all; the lookups below then find them in the session.
+    list(session.scalars(select(FormSubmission).where(FormSubmission.id.in_(ids))))
     now = utcnow()
     for event in tracks:
         submission = _pending(session, event)
         if submission is not None:
             attempt(session, submission, persons.get(event.seq), now)
+
+
+def _submission_id(event: Event) -> uuid.UUID | None:
+    properties = event.payload.get("properties")
+    raw = properties.get("submission_id") if isinstance(properties, dict) else None
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        return None
 
 
 def _persons_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
@@ -69,11 +81,8 @@ def _persons_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
 def _pending(session: Session, event: Event) -> FormSubmission | None:
     """The event's submission, if its lead steps have yet to run (a rebuild replays the
     log: a processed submission is left as it is)."""
-    properties = event.payload.get("properties")
-    raw = properties.get("submission_id") if isinstance(properties, dict) else None
-    try:
-        submission_id = uuid.UUID(str(raw))
-    except ValueError:
+    submission_id = _submission_id(event)
+    if submission_id is None:
         return None
     submission = session.get(FormSubmission, submission_id)
     if submission is None or submission.status != ACCEPTED or submission.processed_at:

@@ -3,8 +3,8 @@ and the daily-salted hash that stands in for a client's IP address.
 
 Counts are kept per minute; the rate over the last sixty seconds is estimated from this
 minute's count and the previous one's, weighted by how much of it still lies within the
-window (the sliding-window counter most rate limiters use). That costs two small reads and
-one upsert per post, however high the limit.
+window (the sliding-window counter most rate limiters use). That costs one small read and
+one upsert per post for all limits together, however high they are.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import math
 import os
 import secrets
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from patron.core.dialect import dialect_insert
@@ -33,48 +35,69 @@ def _shard() -> str:
     return f"{os.getpid()}-{threading.get_ident()}"[:60]
 
 
-def check_rate(
-    session: Session, *, key: str, limit: int, now: datetime, count_refused: bool
-) -> int | None:
-    """Count one post for ``key``; None when it is within ``limit`` a minute, else how many
-    seconds until one more would be (for Retry-After).
+@dataclass(frozen=True)
+class Limit:
+    """At most ``limit`` posts a minute for ``key``. ``count_refused``: a refused post counts
+    too (for a client IP: who keeps flooding stays refused); otherwise only allowed ones do
+    (for a form: a surge from many visitors still lets ``limit`` a minute through)."""
 
-    ``count_refused``: a refused post counts too (for a client IP: who keeps flooding stays
-    refused); otherwise only allowed ones count (for a form: a surge from many visitors
-    still lets ``limit`` a minute through).
-    """
-    window, elapsed = divmod(now.timestamp(), WINDOW_SECONDS)
-    previous, current = _counts(session, key, int(window))
-    estimate = previous * (1 - elapsed / WINDOW_SECONDS) + current
-    allowed = estimate + 1 <= limit
-    if allowed or count_refused:
-        _count(session, key, int(window))
-    if allowed:
+    key: str
+    limit: int
+    count_refused: bool
+
+
+def check_rates(session: Session, limits: Sequence[Limit], now: datetime) -> int | None:
+    """Count one post against each limit in turn; None when all allow it, else how many
+    seconds until the first that refused would allow one more (for Retry-After). The limits
+    after a refusal are neither checked nor counted."""
+    if not limits:
         return None
-    current += 1 if count_refused else 0
-    return _seconds_until_room(previous, current, limit, elapsed)
-
-
-def _counts(session: Session, key: str, window: int) -> tuple[int, int]:
-    rows = session.execute(
-        select(FormRateCounter.window, func.sum(FormRateCounter.count))
-        .where(FormRateCounter.key == key, FormRateCounter.window.in_((window - 1, window)))
-        .group_by(FormRateCounter.window)
-    )
-    counts = {int(w): int(n or 0) for w, n in rows}
-    return counts.get(window - 1, 0), counts.get(window, 0)
-
-
-def _count(session: Session, key: str, window: int) -> None:
-    table = FormRateCounter.__table__
-    statement = (
-        dialect_insert(session, table)
-        .values(key=key, window=window, shard=_shard(), count=1)
-        .on_conflict_do_update(
-            index_elements=["key", "window", "shard"], set_={"count": table.c.count + 1}
+    window, elapsed = divmod(now.timestamp(), WINDOW_SECONDS)
+    counts = _counts(session, [limit.key for limit in limits], int(window))
+    counted: list[str] = []
+    wait = None
+    for limit in limits:
+        previous, current = (
+            counts.get((limit.key, int(window) - 1), 0),
+            counts.get((limit.key, int(window)), 0),
         )
+        allowed = previous * (1 - elapsed / WINDOW_SECONDS) + current + 1 <= limit.limit
+        if allowed or limit.count_refused:
+            counted.append(limit.key)
+        if not allowed:
+            current += 1 if limit.count_refused else 0
+            wait = _seconds_until_room(previous, current, limit.limit, elapsed)
+            break
+    _count(session, counted, int(window))
+    return wait
+
+
+def _counts(session: Session, keys: list[str], window: int) -> dict[tuple[str, int], int]:
+    rows = session.execute(COUNTS, {"keys": keys, "windows": [window - 1, window]})
+    return {(str(key), int(w)): int(n or 0) for key, w, n in rows}
+
+
+COUNTS = (
+    select(FormRateCounter.key, FormRateCounter.window, func.sum(FormRateCounter.count))
+    .where(
+        FormRateCounter.key.in_(bindparam("keys", expanding=True)),
+        FormRateCounter.window.in_(bindparam("windows", expanding=True)),
     )
-    session.execute(statement)
+    .group_by(FormRateCounter.key, FormRateCounter.window)
+)
+
+
+def _count(session: Session, keys: list[str], window: int) -> None:
+    if not keys:
+        return
+    table = FormRateCounter.__table__
+    statement = dialect_insert(session, table).on_conflict_do_update(
+        index_elements=["key", "window", "shard"], set_={"count": table.c.count + 1}
+    )
+    shard = _shard()
+    session.execute(
+        statement, [{"key": k, "window": window, "shard": shard, "count": 1} for k in keys]
+    )
 
 
 def _seconds_until_room(previous: int, current: int, limit: int, elapsed: float) -> int:
@@ -92,22 +115,43 @@ def _seconds_until_room(previous: int, current: int, limit: int, elapsed: float)
 
 def hash_ip(session: Session, ip: str, day: date) -> str:
     """HMAC-SHA256 of the address under the day's salt: equal for one client within a
-    day, and untraceable once the salt is deleted."""
-    return hmac.new(_salt(session, day), ip.encode(), hashlib.sha256).hexdigest()
+    day, and untraceable once the salt is deleted. Makes the day's salt if need be."""
+    salt = known_salt(session, day)
+    if salt is None:
+        make_salt(session, day)
+        salt = bytes.fromhex(str(session.scalar(SALT, {"day": day})))
+    return keyed_hash(salt, ip)
 
 
-def _salt(session: Session, day: date) -> bytes:
-    # Read every time (a primary-key lookup): a salt cached in memory could outlive its row.
-    stored = session.scalar(select(FormIpSalt.salt).where(FormIpSalt.day == day))
+def keyed_hash(salt: bytes, ip: str) -> str:
+    return hmac.new(salt, ip.encode(), hashlib.sha256).hexdigest()
+
+
+def known_salt(session: Session, day: date) -> bytes | None:
+    """The day's salt if it exists. Remembered once read: a salt is never changed, and is
+    deleted only once its day is over (:func:`prune`)."""
+    cache_key = (str(session.get_bind().engine.url), day)
+    if cache_key in _salts:
+        return _salts[cache_key]
+    stored = session.scalar(SALT, {"day": day})
     if stored is None:
-        # Another process may make the day's salt at the same moment: the first one stays.
-        session.execute(
-            dialect_insert(session, FormIpSalt.__table__)
-            .values(day=day, salt=secrets.token_hex(32))
-            .on_conflict_do_nothing(index_elements=["day"])
-        )
-        stored = session.scalar(select(FormIpSalt.salt).where(FormIpSalt.day == day))
-    return bytes.fromhex(str(stored))
+        return None
+    _salts[cache_key] = bytes.fromhex(stored)
+    return _salts[cache_key]
+
+
+def make_salt(session: Session, day: date) -> None:
+    """Make the day's salt, unless another process just did (the first one stays)."""
+    session.execute(
+        dialect_insert(session, FormIpSalt.__table__)
+        .values(day=day, salt=secrets.token_hex(32))
+        .on_conflict_do_nothing(index_elements=["day"])
+    )
+
+
+SALT = select(FormIpSalt.salt).where(FormIpSalt.day == bindparam("day"))
+# (database URL, day) -> salt, for the salts this process has read.
+_salts: dict[tuple[str, date], bytes] = {}
 
 
 def prune(session: Session, now: datetime) -> int:
@@ -116,4 +160,6 @@ def prune(session: Session, now: datetime) -> int:
     counters = session.execute(delete(FormRateCounter).where(FormRateCounter.window < window - 1))
     oldest = now.date() - timedelta(days=SALT_DAYS - 1)
     salts = session.execute(delete(FormIpSalt).where(FormIpSalt.day < oldest))
+    for key in [k for k in _salts if k[1] < oldest]:
+        del _salts[key]
     return int(getattr(counters, "rowcount", 0) or 0) + int(getattr(salts, "rowcount", 0) or 0)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from patron import __version__
@@ -82,11 +83,13 @@ class FormView:
 
 @dataclass(frozen=True)
 class SubmissionMeta:
-    """What the request adds: when it came, and from which client."""
+    """What the request adds: when it came, and from which client (``ip_hash``: the
+    address's hash when the caller made it already, see :func:`rates.hash_ip`)."""
 
     received_at: datetime
     ip: str | None = None
     user_agent: str | None = None
+    ip_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -472,54 +475,46 @@ def _with_messages(
 def store(session: Session, draft: Draft, *, settings: Settings) -> Outcome:
     """Apply the rate limits, keep the submission, and append an accepted one's messages
     to the log, all in the caller's transaction (flushes only; commit before answering)."""
-    now = draft.meta.received_at
-    ip_hash = rates.hash_ip(session, draft.meta.ip, now.date()) if draft.meta.ip else None
-    wait = None
+    now, ip = draft.meta.received_at, draft.meta.ip
+    ip_hash = draft.meta.ip_hash or (rates.hash_ip(session, ip, now.date()) if ip else None)
+    limits = []
     if ip_hash and settings.form_rate_per_ip_minute:
-        wait = rates.check_rate(
-            session,
-            key=f"ip:{ip_hash}",
-            limit=settings.form_rate_per_ip_minute,
-            now=now,
-            count_refused=True,
+        limits.append(rates.Limit(f"ip:{ip_hash}", settings.form_rate_per_ip_minute, True))
+    if draft.status == ACCEPTED and settings.form_rate_per_form_minute:
+        limits.append(
+            rates.Limit(f"form:{draft.form_id}", settings.form_rate_per_form_minute, False)
         )
-    if wait is None and draft.status == ACCEPTED and settings.form_rate_per_form_minute:
-        wait = rates.check_rate(
-            session,
-            key=f"form:{draft.form_id}",
-            limit=settings.form_rate_per_form_minute,
-            now=now,
-            count_refused=False,
-        )
+    wait = rates.check_rates(session, limits, now)
     if wait is not None:
         limited = PatronError(
             f"too many submissions; try again in {wait} seconds", code="rate_limited", status=429
         )
         draft = replace(draft, status=REJECTED, reason="rate_limited", problem=limited)
-    session.add(_row(draft, ip_hash))
-    session.flush()
+    session.execute(insert(FormSubmission), [_row(draft, ip_hash)])
     if draft.status == ACCEPTED and draft.batch is not None:
         collect.store(session, draft.batch)
     return Outcome(draft.id, draft.status, draft.reason, draft.problem, wait)
 
 
-def _row(draft: Draft, ip_hash: str | None) -> FormSubmission:
+def _row(draft: Draft, ip_hash: str | None) -> dict[str, Any]:
     problem = draft.problem
-    return FormSubmission(
-        id=draft.id,
-        form_id=draft.form_id,
-        status=draft.status,
-        reason=draft.reason,
-        error=_storable(problem.message) if problem is not None else None,
-        error_field=problem.field if problem is not None else None,
-        answers=draft.answers,
-        consent=draft.consent,
-        attribution=draft.attribution,
-        anonymous_id=draft.anonymous_id,
-        ip_hash=ip_hash,
-        user_agent=_storable(draft.meta.user_agent[:500]) if draft.meta.user_agent else None,
-        created_at=draft.meta.received_at,
-    )
+    agent = draft.meta.user_agent
+    return {
+        "id": draft.id,
+        "form_id": draft.form_id,
+        "status": draft.status,
+        "reason": draft.reason,
+        "error": _storable(problem.message) if problem is not None else None,
+        "error_field": problem.field if problem is not None else None,
+        "answers": draft.answers,
+        "consent": draft.consent,
+        "attribution": draft.attribution,
+        "anonymous_id": draft.anonymous_id,
+        "ip_hash": ip_hash,
+        "user_agent": _storable(agent[:500]) if agent else None,
+        "attempts": 0,
+        "created_at": draft.meta.received_at,
+    }
 
 
 def submit(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from patron.collect.models import Source
@@ -30,7 +33,8 @@ from patron.core.errors import PatronError, PayloadTooLarge
 from patron.core.runtime import Runtime
 from patron.core.web import DB, RuntimeDep, client_ip, json_response
 from patron.crm.forms import definitions as d
-from patron.crm.forms import service
+from patron.crm.forms import rates, service
+from patron.crm.forms.models import Form
 from patron.crm.forms.rendering import render
 from patron.crm.forms.submissions import (
     JSON_CONTENT,
@@ -155,28 +159,55 @@ def form_page(slug: str, request: Request, db: DB, runtime: RuntimeDep) -> Respo
 # --- posting ---------------------------------------------------------------------------
 
 
-def _load(runtime: Runtime, slug: str) -> tuple[FormView, uuid.UUID] | None:
-    """The form at ``slug`` and the id of the source its submissions enter the log from."""
+# The source form submissions enter the log from, beside the form in one query.
+FORM_SOURCE = (
+    select(Source.id)
+    .where(Source.kind == service.SOURCE_KIND)
+    .order_by(Source.created_at)
+    .limit(1)
+    .scalar_subquery()
+)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    form: FormView
+    source_id: uuid.UUID
+    ip_hash: str | None
+
+
+def _load(runtime: Runtime, slug: str, ip: str | None, day: date) -> Loaded | None:
+    """The form at ``slug``, its source, and the client address's hash, read before the
+    write transaction (which then has less to do)."""
     with runtime.readers() as db:
-        form = service.form_by_slug(db, slug)
-        if form is None:
+        row = db.execute(select(Form, FORM_SOURCE).where(Form.slug == slug.lower())).first()
+        if row is None:
             return None
+        form, source_id = row
         view = FormView.of(form)
-        source_id = db.scalar(select(Source.id).where(Source.kind == service.SOURCE_KIND))
+        salt = rates.known_salt(db, day) if ip else None
     if source_id is None:  # forms made before there was a source, or by hand
-        source_id = _make_source(runtime)
-    return view, source_id
+        source_id = _write_once(runtime, service.form_source)
+    if ip and salt is None:  # the day's first post
+        _write_once(runtime, lambda db: rates.make_salt(db, day))
+        with runtime.readers() as db:
+            salt = rates.known_salt(db, day)
+    ip_hash = rates.keyed_hash(salt, ip) if ip and salt else None
+    return Loaded(view, source_id, ip_hash)
 
 
-def _make_source(runtime: Runtime) -> uuid.UUID:
+def _write_once(runtime: Runtime, make: Callable[[Session], Any]) -> Any:
+    """Make something every post needs in a transaction of its own; if another request
+    made it a moment ago, what it made is used."""
     with runtime.sessions() as db:
         try:
-            source_id = service.form_source(db).id
+            made = make(db)
             db.commit()
-        except IntegrityError:  # another request made it a moment ago
+        except IntegrityError:
             db.rollback()
-            source_id = service.form_source(db).id
-    return source_id
+            made = make(db)
+            db.commit()
+    return getattr(made, "id", made)
 
 
 @router.post(
@@ -198,13 +229,17 @@ async def submit_form(slug: str, request: Request) -> Response:
     form's redirect URL, or the form again with its problems). A 201 means stored."""
     runtime: Runtime = request.app.state.runtime
     as_json = _wants_json(request)
-    loaded = await run_in_threadpool(_load, runtime, slug)
+    now, ip = utcnow(), client_ip(request)
+    loaded = await run_in_threadpool(_load, runtime, slug, ip, now.date())
     if loaded is None:
         problem = PatronError("there is no form at this address", code="not_found", status=404)
         return _problem(problem, as_json, retry_after=None)
-    form, source_id = loaded
+    form, source_id = loaded.form, loaded.source_id
     meta = SubmissionMeta(
-        received_at=utcnow(), ip=client_ip(request), user_agent=request.headers.get("user-agent")
+        received_at=now,
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+        ip_hash=loaded.ip_hash,
     )
     payload: dict[str, Any] = {}
     try:
