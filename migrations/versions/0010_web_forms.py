@@ -86,9 +86,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("form_submissions") as batch:
         batch.create_index("ix_form_submissions_form", ["form_id", "created_at"], unique=False)
-        batch.create_index(
-            "ix_form_submissions_retry", ["status", "next_attempt_at"], unique=False
-        )
+        batch.create_index("ix_form_submissions_retry", ["status", "next_attempt_at"], unique=False)
         batch.create_index("ix_form_submissions_person", ["person_id"], unique=False)
     op.create_table(
         "form_rate_counters",
