@@ -151,6 +151,8 @@ def test_a_json_post_is_stored_with_its_identify_and_track_before_the_201(
     }
     assert context["consent"] == {"categoryPreferences": {"marketing": True, "terms": True}}
     assert context["patron"] == {"form_id": form["id"], "submission_id": body["id"]}
+    assert "ip" not in context  # the address is kept only as a salted hash
+    assert context["userAgent"] == "testclient"
     assert (track.event, track.anonymous_id) == ("Form Submitted", anonymous)
     properties = track.payload["properties"]
     assert properties["form_id"] == form["id"]

@@ -460,9 +460,8 @@ def _with_messages(
     batch = collect.prepare(
         source_id=source_id,
         envelope=collect.Envelope(messages=_messages(draft, form)),
-        meta=RequestMeta(
-            received_at=draft.meta.received_at, ip=draft.meta.ip, user_agent=draft.meta.user_agent
-        ),
+        # No context.ip: a form keeps the client's address only as a salted hash.
+        meta=RequestMeta(received_at=draft.meta.received_at, user_agent=draft.meta.user_agent),
         max_future_skew=timedelta(0),
     )
     if batch.rejected:  # nothing a visitor sends should get here; refuse it plainly if so
