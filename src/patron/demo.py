@@ -22,13 +22,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.auth import service as auth_service
-from patron.auth.models import Role, User
+from patron.auth.models import Role, Team, User
 from patron.collect import service as collect_service
 from patron.collect.messages import RequestMeta
 from patron.collect.models import Source
 from patron.core.clock import utcnow
 from patron.core.runtime import Runtime
 from patron.crm import activities, contacts, deals
+from patron.crm.forms import service as forms
+from patron.crm.forms.models import Form
+from patron.crm.forms.submissions import SubmissionMeta, submit
 from patron.crm.models import PersonCompany, Pipeline
 from patron.crm.pipelines import StageSpec, create_pipeline, stages_of
 from patron.crm.tickets import clock as ticket_clock
@@ -189,6 +192,7 @@ def load_or_create(
     )
     load_sales_team(runtime, seed=seed, password=password)
     load_support_desk(runtime, seed=seed)
+    load_forms(runtime, seed=seed, submissions=min(300, max(40, people // 10)))
     credentials = Credentials(url, ADMIN_EMAIL, password, web_key, server_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     saved = credentials.as_dict()
@@ -761,3 +765,110 @@ def _demo_ticket(
             tickets.update_ticket(
                 db, actor=sid, ticket_id=ticket.id, changes={"status": "closed"}, at=closed
             )
+
+
+# --- web forms -------------------------------------------------------------------------
+
+DEMO_FORM = {
+    "name": "Request a demo",
+    "slug": "request-a-demo",
+    "description": "Tell us about your team and we will show you around.",
+    "fields": [
+        {"key": "email", "label": "Work email", "type": "email", "required": True,
+         "identifier": "email"},
+        {"key": "name", "label": "Name", "type": "text", "required": True, "trait": "name"},
+        {"key": "company", "label": "Company", "type": "text", "trait": "company_name"},
+        {"key": "team_size", "label": "Team size", "type": "select",
+         "options": ["1-10", "11-50", "51-200", "201+"], "trait": "team_size"},
+        {"key": "message", "label": "What would you like to see?", "type": "textarea"},
+    ],
+    "success_message": "Thanks! Someone from our sales team will be in touch within a day.",
+}  # fmt: skip
+NEWSLETTER_FORM = {
+    "name": "Newsletter",
+    "slug": "newsletter",
+    "submit_label": "Subscribe",
+    "fields": [
+        {"key": "email", "label": "Email", "type": "email", "required": True,
+         "identifier": "email"},
+        {"key": "first_name", "label": "First name", "type": "text", "trait": "firstName"},
+    ],
+    "consents": [
+        {"purpose": "marketing", "label": "Send me the monthly newsletter. I can unsubscribe "
+         "at any time.", "required": True},
+    ],
+}  # fmt: skip
+CAMPAIGNS: list[dict[str, str]] = [
+    {"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring-sale",
+     "utm_term": "trail shoes", "patron_referrer": "https://www.google.com/"},
+    {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "march-digest"},
+    {"utm_source": "linkedin", "utm_medium": "social", "utm_campaign": "team-webinar",
+     "patron_referrer": "https://www.linkedin.com/"},
+    {"patron_referrer": "https://duckduckgo.com/"},
+    {},
+]  # fmt: skip
+
+
+def load_forms(runtime: Runtime, *, seed: int, submissions: int) -> None:
+    """Two forms ("Request a demo" for the Field sales team, "Newsletter" with consent) and
+    their submissions through the service the public endpoint calls: from shoppers who
+    browsed anonymously first, from new visitors, with campaigns, and a few bots."""
+    rng = random.Random(seed + 2)  # noqa: S311 - synthetic data, reproducible by seed
+    now = utcnow()
+    with runtime.sessions() as db:
+        team = db.scalar(select(Team).where(Team.name == "Field sales"))
+        demo = forms.create_form(
+            db, actor=None, values={**DEMO_FORM, "team_id": team.id if team else None}
+        )
+        newsletter = forms.create_form(db, actor=None, values=NEWSLETTER_FORM)
+        browsers = _anonymous_browsers(db)
+        db.commit()
+    with runtime.sessions() as db:
+        for index in range(submissions):
+            form = demo if index % 3 else newsletter
+            meta = SubmissionMeta(
+                received_at=now - timedelta(days=rng.uniform(0, 30)),
+                ip=f"198.51.100.{index % 250}",
+                user_agent=rng.choice(AGENTS),
+            )
+            payload = _answers(rng, index, form, browsers)
+            submit(db, form=form, payload=payload, meta=meta, settings=runtime.settings)
+        db.commit()
+    Processor(runtime.sessions, settings=runtime.settings).drain()
+
+
+def _anonymous_browsers(db: Session) -> list[str]:
+    """Anonymous ids of shoppers who browsed and never signed up."""
+    known = select(Identity.person_id).where(Identity.kind != "anonymous_id")
+    return list(
+        db.scalars(
+            select(Identity.value)
+            .where(Identity.kind == "anonymous_id", Identity.person_id.not_in(known))
+            .order_by(Identity.id)
+            .limit(200)
+        )
+    )
+
+
+def _answers(rng: random.Random, index: int, form: Form, browsers: list[str]) -> dict[str, Any]:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    company, domain, _industry = rng.choice(COMPANIES)
+    email = f"{_ascii(first)}.{_ascii(last)}.lead{index}@{domain}".lower()
+    answers: dict[str, Any] = {
+        "email": email,
+        "name": f"{first} {last}",
+        "first_name": first,
+        "company": company,
+        "team_size": rng.choice(["1-10", "11-50", "51-200", "201+"]),
+        "message": rng.choice(["Pricing for our team", "Integrations", "A walkthrough", ""]),
+        "consent.marketing": "true",
+        **rng.choice(CAMPAIGNS),
+    }
+    path = "/demo" if form.slug == "request-a-demo" else "/newsletter"
+    query = "&".join(f"{k}={v}" for k, v in answers.items() if k.startswith("utm_"))
+    answers["patron_page_url"] = f"https://shop.example{path}" + (f"?{query}" if query else "")
+    if browsers and rng.random() < 0.4:
+        answers["patron_anonymous_id"] = browsers.pop()
+    if index % 40 == 7:  # a bot: it fills every input, the invisible one too
+        answers["patron_website"] = "http://cheap-pills.example"
+    return answers

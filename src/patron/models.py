@@ -20,6 +20,7 @@ from patron.collect.models import (
     Source,
 )
 from patron.core.models import Base
+from patron.crm.forms.models import Form, FormIpSalt, FormRateCounter, FormSubmission
 from patron.crm.models import (
     Activity,
     Company,
@@ -62,6 +63,10 @@ __all__ = [
     "Event",
     "EventCatalogEntry",
     "EventKey",
+    "Form",
+    "FormIpSalt",
+    "FormRateCounter",
+    "FormSubmission",
     "Identity",
     "IdentityConflict",
     "IdentityRule",

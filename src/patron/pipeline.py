@@ -32,6 +32,10 @@ from patron.core.settings import Settings
 from patron.crm import imports as crm_imports
 from patron.crm.access import support_ticket_persons
 from patron.crm.contacts import fill_from_merged, import_checker, record_custom_values
+from patron.crm.forms.attribution import merge_touches
+from patron.crm.forms.jobs import every_seconds as forms_every
+from patron.crm.forms.jobs import run_form_jobs
+from patron.crm.forms.processing import after_forms
 from patron.crm.inbound import attach_waiting_activities
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.crm.tickets import jobs as ticket_jobs
@@ -80,7 +84,7 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
 
 
 HOOKS.merged_many[:] = [move_traits, move_computed, move_links]
-HOOKS.merged[:] = [fill_from_merged]
+HOOKS.merged[:] = [fill_from_merged, merge_touches]
 HOOKS.after_merges[:] = [refresh_survivors, publish_survivors]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
 HOOKS.replay = derive
@@ -117,13 +121,15 @@ JOBS.append(
         run=workflow_jobs.run_workflows,
     )
 )
+JOBS.append(Job("forms", forms_every, run_form_jobs))
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:
     def derive_profiles(session: Session, events: Sequence[Event]) -> None:
         derive(session, events, settings)
 
-    return (record_event_keys, record_in_catalog, derive_profiles)
+    # Form submissions' lead steps need the person resolution just made.
+    return (record_event_keys, record_in_catalog, derive_profiles, after_forms)
 
 
 @dataclass

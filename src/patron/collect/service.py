@@ -35,7 +35,7 @@ from patron.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unau
 from patron.core.ids import hash_secret, new_id, new_secret
 from patron.core.pagination import Page, decode_int_cursor, encode_cursor
 
-SOURCE_KINDS = ("server", "browser", "mobile", "import", "crm")
+SOURCE_KINDS = ("server", "browser", "mobile", "import", "crm", "form")
 MAX_RAW_KEPT = 64 * 1024
 
 

@@ -136,6 +136,18 @@ class Settings(BaseSettings):
         description="How long a workflow webhook waits for the receiver's answer before the "
         "attempt counts as failed.",
     )
+    form_rate_per_ip_minute: int = Field(
+        10,
+        ge=0,
+        description="Web forms: submissions one client IP may make per minute (all forms "
+        "together); more are refused with 429 and kept as rejected. 0 turns it off.",
+    )
+    form_rate_per_form_minute: int = Field(
+        600,
+        ge=0,
+        description="Web forms: submissions one form accepts per minute from everyone; "
+        "more are refused with 429 and kept as rejected. 0 turns it off.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the setting, or the embedded SQLite file."""

@@ -52,6 +52,17 @@ LEAD_STATUSES = (
 EDITABLE = ("owner_id", "lifecycle_stage", "lead_status", "tags", "custom")
 TRAIT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 SEARCHED_KINDS = ("email", "phone")
+TOUCH_KEYS = (
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer",
+    "landing_page",
+    "form_id",
+    "at",
+)
 
 BASE_FIELDS: dict[str, Field] = {
     "id": Field(Person.id, "uuid", uuid.UUID),
@@ -66,6 +77,12 @@ BASE_FIELDS: dict[str, Field] = {
     "created_at": Field(Person.created_at, "datetime", datetime.fromisoformat),
     "updated_at": Field(Person.updated_at, "datetime", datetime.fromisoformat),
     "archived_at": Field(Person.archived_at, "datetime", datetime.fromisoformat),
+    # Campaign attribution (patron.crm.forms): `first_touch.utm_source:eq:newsletter`.
+    **{
+        f"{touch}.{key}": Field(getattr(Person, touch)[key].as_string())
+        for touch in ("first_touch", "latest_touch")
+        for key in TOUCH_KEYS
+    },
 }
 
 

@@ -47,6 +47,8 @@ TICKET_SOLVED = "Ticket Solved"
 TICKET_COMMENT_ADDED = "Ticket Comment Added"
 TICKET_SLA_WARNING = "Ticket SLA Warning"
 TICKET_SLA_BREACHED = "Ticket SLA Breached"
+# A web form post: a track from the forms' own source (patron.crm.forms), not a CRM edit.
+FORM_SUBMITTED = "Form Submitted"
 
 
 def crm_source(session: Session) -> Source:

@@ -138,6 +138,14 @@ class ContactOut(BaseModel):
     last_seen: When | None
     created_at: When
     updated_at: When
+    first_touch: dict[str, Any] | None = Field(
+        None,
+        description="Campaign attribution of the first web form sent (utm_*, referrer, "
+        "landing_page, at, form_id); never overwritten.",
+    )
+    latest_touch: dict[str, Any] | None = Field(
+        None, description="Campaign attribution of the latest web form sent."
+    )
 
 
 class ContactPage(BaseModel):

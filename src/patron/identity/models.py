@@ -45,6 +45,10 @@ class Person(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     custom: Mapped[dict[str, Any]] = mapped_column(default=dict)
     archived_at: Mapped[datetime | None]
+    # Campaign attribution from web forms (utm_*, referrer, landing_page, at), kept by
+    # patron.crm.forms like the CRM fields: the first touch is never overwritten.
+    first_touch: Mapped[dict[str, Any] | None]
+    latest_touch: Mapped[dict[str, Any] | None]
 
 
 class Identity(Base):
