@@ -21,6 +21,7 @@ from patron.core.errors import PatronError
 from patron.core.runtime import Runtime
 from patron.core.web import json_response
 from patron.crm.api import router as crm_router
+from patron.crm.leads.api import router as leads_router
 from patron.identity.api import router as identity_router
 from patron.pipeline import Processor
 from patron.profiles.api import router as profiles_router
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(profiles_router)
     app.include_router(crm_router)
+    app.include_router(leads_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -20,6 +20,16 @@ from patron.collect.models import (
     Source,
 )
 from patron.core.models import Base
+from patron.crm.leads.models import (
+    AssignmentMember,
+    AssignmentRule,
+    AssignmentTeam,
+    LeadAssignment,
+    LeadScore,
+    ScoringModel,
+    ScoringRule,
+    ScoringState,
+)
 from patron.crm.models import (
     Activity,
     Company,
@@ -49,6 +59,9 @@ metadata = Base.metadata
 __all__ = [
     "Activity",
     "ApiToken",
+    "AssignmentMember",
+    "AssignmentRule",
+    "AssignmentTeam",
     "AuditEntry",
     "BlockedValue",
     "Company",
@@ -65,6 +78,8 @@ __all__ = [
     "IdentityRule",
     "Import",
     "ImportRejection",
+    "LeadAssignment",
+    "LeadScore",
     "LoginSession",
     "MatchCandidate",
     "MatchRun",
@@ -76,6 +91,9 @@ __all__ = [
     "ProcessingCursor",
     "RecordShare",
     "RejectedMessage",
+    "ScoringModel",
+    "ScoringRule",
+    "ScoringState",
     "Separation",
     "Source",
     "Stage",

@@ -32,6 +32,8 @@ from patron.core.settings import Settings
 from patron.crm import imports as crm_imports
 from patron.crm.contacts import fill_from_merged, import_checker, record_custom_values
 from patron.crm.inbound import attach_waiting_activities
+from patron.crm.leads import jobs as leads
+from patron.crm.leads.scoring import mark_stale, merge_scores
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.identity import linkage
 from patron.identity import service as identity
@@ -81,8 +83,8 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
     attach_waiting_activities(session, events, owners)
 
 
-HOOKS.merged[:] = [move_traits, move_computed, move_links, fill_from_merged]
-HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
+HOOKS.merged[:] = [move_traits, move_computed, move_links, fill_from_merged, merge_scores]
+HOOKS.reset[:] = [forget_traits, forget_computed, forget_links, mark_stale]
 HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]
 PERSON_CLASSIFIER[:] = [identity.import_classifier]
@@ -103,13 +105,14 @@ class Job:
 
 # Domains add their scheduled work here (SLA clocks, nightly retraining, ...).
 JOBS: list[Job] = []
+JOBS.extend(Job(name, every, run) for name, every, run in leads.SCHEDULE)
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:
     def derive_profiles(session: Session, events: Sequence[Event]) -> None:
         derive(session, events, settings)
 
-    return (record_event_keys, record_in_catalog, derive_profiles)
+    return (record_event_keys, record_in_catalog, derive_profiles, leads.score_touched)
 
 
 @dataclass

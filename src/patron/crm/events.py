@@ -41,6 +41,8 @@ TASK_COMPLETED = "Task Completed"
 CALL_LOGGED = "Call Logged"
 NOTE_ADDED = "Note Added"
 EMAIL_LOGGED = "Email Logged"
+SCORE_OVERRIDDEN = "Lead Score Overridden"
+SCORE_OVERRIDE_REMOVED = "Lead Score Override Removed"
 
 
 def crm_source(session: Session) -> Source:

@@ -138,6 +138,10 @@ class ContactOut(BaseModel):
     last_seen: When | None
     created_at: When
     updated_at: When
+    lead_score: float | None = Field(None, description="Rule score 0-100 (or its override).")
+    predictive_lead_score: float | None = Field(
+        None, description="Predicted chance of winning, 0-100 (or its override)."
+    )
 
 
 class ContactPage(BaseModel):
