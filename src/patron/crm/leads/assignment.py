@@ -345,7 +345,7 @@ def create_rule(session: Session, *, actor: Actor | None, values: Mapping[str, A
     if "priority" not in checked:
         last = session.scalar(select(func.max(AssignmentRule.priority)))
         checked["priority"] = (last or 0) + 10
-    rule = AssignmentRule(active=True, conditions=[], **checked)
+    rule = AssignmentRule(**{"active": True, "conditions": [], **checked})
     session.add(rule)
     session.flush()
     record_audit(

@@ -94,7 +94,7 @@ OP_WORDS = {
 
 
 @dataclass(frozen=True)
-class Test:
+class Comparison:
     """An operator and its operand, applied to one value."""
 
     op: str
@@ -102,7 +102,7 @@ class Test:
 
     def check(self, actual: Any) -> bool:
         if self.op in NEGATED:
-            return not Test(NEGATED[self.op], self.value).check(actual)
+            return not Comparison(NEGATED[self.op], self.value).check(actual)
         if self.op == "exists":
             return actual is not None and actual != "" and actual != []
         if isinstance(actual, list):
@@ -180,10 +180,10 @@ class Condition:
 
     kind: str
     name: str = ""
-    test: Test | None = None
+    test: Comparison | None = None
     within_days: int | None = None
     min_count: int = 1
-    where: tuple[str, Test] | None = None
+    where: tuple[str, Comparison] | None = None
 
     @property
     def timed(self) -> bool:
@@ -291,7 +291,7 @@ def _custom_key(name: str) -> bool:
     return name.startswith("custom.") and bool(re.match(r"^[a-z][a-z0-9_]{0,59}$", name[7:]))
 
 
-def _check_field_values(kind: str, name: str, test: Test, at: str) -> None:
+def _check_field_values(kind: str, name: str, test: Comparison, at: str) -> None:
     """Values a CRM field can never have are typos: refuse them now."""
     allowed = {"lifecycle_stage": LIFECYCLE_STAGES, "lead_status": LEAD_STATUSES}.get(name)
     if kind == "field" and name == "owner_id":
@@ -312,7 +312,7 @@ def _check_field_values(kind: str, name: str, test: Test, at: str) -> None:
                 )
 
 
-def _values(test: Test) -> list[Any]:
+def _values(test: Comparison) -> list[Any]:
     if test.op in ("in", "not_in"):
         return list(test.value)
     if test.op in ("eq", "ne", "contains"):
@@ -320,7 +320,7 @@ def _values(test: Test) -> list[Any]:
     return []
 
 
-def parse_test(raw: dict[str, Any], at: str, *, numeric_only: bool = False) -> Test:
+def parse_test(raw: dict[str, Any], at: str, *, numeric_only: bool = False) -> Comparison:
     """The ``op`` and ``value`` of a condition (or of an event's ``where``)."""
     op = raw.get("op")
     if op not in OPS:
@@ -339,21 +339,21 @@ def parse_test(raw: dict[str, Any], at: str, *, numeric_only: bool = False) -> T
     if op in ("exists", "not_exists"):
         if value is not None:
             raise InvalidInput(f"{op} takes no value", field=where)
-        return Test(op)
+        return Comparison(op)
     if op in ("in", "not_in"):
         if not isinstance(value, list) or not 1 <= len(value) <= MAX_VALUES:
             raise InvalidInput(f"{op} takes a list of 1 to {MAX_VALUES} values", field=where)
-        return Test(op, [_scalar(v, where, numeric_only) for v in value])
+        return Comparison(op, [_scalar(v, where, numeric_only) for v in value])
     if op == "between":
         if not isinstance(value, list) or len(value) != 2:
             raise InvalidInput("between takes [low, high]", field=where)
         low, high = (_finite(v, where) for v in value)
         if low > high:
             raise InvalidInput("between takes [low, high] with low <= high", field=where)
-        return Test(op, [low, high])
+        return Comparison(op, [low, high])
     if op in NUMERIC_OPS:
-        return Test(op, _finite(value, where))
-    return Test(op, _scalar(value, where, numeric_only))
+        return Comparison(op, _finite(value, where))
+    return Comparison(op, _scalar(value, where, numeric_only))
 
 
 def _scalar(value: Any, at: str, numeric_only: bool) -> Any:
@@ -466,7 +466,7 @@ def evaluate(condition: Condition, facts: Facts, now: datetime) -> tuple[bool, d
         values = [getattr(c, condition.name) for c in facts.companies]
         positive = NEGATED.get(test.op)
         if positive is not None:  # "industry ne Software": at no software company
-            return not any(Test(positive, test.value).check(v) for v in values), None
+            return not any(Comparison(positive, test.value).check(v) for v in values), None
         return any(test.check(v) for v in values), None
     if condition.kind == "field":
         return test.check(field_value(person, condition.name)), None

@@ -152,7 +152,7 @@ def create_rule(session: Session, *, actor: Actor | None, values: Mapping[str, A
             raise InvalidInput(f"a scoring rule needs {required}", field=required)
     checked = _checked(values)
     _unique_name(session, checked["name"])
-    rule = ScoringRule(active=True, half_life_days=None, **checked)
+    rule = ScoringRule(**{"active": True, "half_life_days": None, **checked})
     _check_decay(rule)
     session.add(rule)
     session.flush()
