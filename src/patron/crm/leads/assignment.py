@@ -705,13 +705,12 @@ def _live_keys(
 ) -> dict[uuid.UUID, uuid.UUID]:
     if not mapping:
         return {}
-    live = dict(
-        session.execute(
-            select(Person.id, func.coalesce(Person.merged_into, Person.id)).where(
-                Person.id.in_(list(mapping))
-            )
-        ).tuples()
+    rows = session.execute(
+        select(Person.id, func.coalesce(Person.merged_into, Person.id)).where(
+            Person.id.in_(list(mapping))
+        )
     )
+    live = dict(rows.tuples().all())
     return {live.get(person, person): team for person, team in mapping.items()}
 
 
