@@ -531,6 +531,8 @@ class Routing:
     rules: list[tuple[AssignmentRule, list[Condition]]]
     default: TeamState | None
     loads: dict[uuid.UUID, int]
+    # Held so the session keeps them: the owner check of each assignment finds them there.
+    users: list[User] = field(default_factory=list)
 
     def open(self) -> bool:
         """Whether any team can take a lead at all."""
@@ -572,7 +574,8 @@ def _routing(session: Session, now: datetime) -> Routing:
         if rule.active and rule.team_id in teams
     ]
     default = next((t for t in teams.values() if t.row.is_default), None)
-    return Routing(teams, rules, default, loads)
+    users = list(session.scalars(select(User).where(User.active)))
+    return Routing(teams, rules, default, loads, users)
 
 
 # --- assigning -------------------------------------------------------------------------
@@ -817,9 +820,12 @@ def _give(
     kind: str = "assign",
 ) -> LeadAssignment:
     previous = lead.person.owner_id if lead.person else None
-    contacts.update_contact(
-        session, actor=actor, person_id=lead.person_id, changes={"owner_id": member.user_id}
-    )
+    # Nothing the contact service reads depends on this run's pending rows: flushing them
+    # before each of its queries would only cost time.
+    with session.no_autoflush:
+        contacts.update_contact(
+            session, actor=actor, person_id=lead.person_id, changes={"owner_id": member.user_id}
+        )
     entry = LeadAssignment(
         person_id=lead.person_id,
         from_owner_id=previous,

@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor
-from patron.core.clock import utcnow
+from patron.core.clock import as_utc, utcnow
 from patron.crm.leads.conditions import Facts, load_facts
 from patron.crm.leads.models import ScoringModel
 from patron.crm.models import Deal
@@ -327,20 +327,28 @@ def _sigmoid(x: float) -> float:
     return z / (1 + z)
 
 
-_CACHE: dict[int, Model] = {}
+# Parsed models by (version, training time): a process may talk to several databases
+# (tests, benchmarks), whose version numbers alone would collide.
+_CACHE: dict[tuple[int, str], Model] = {}
+CACHED_MODELS = 4
 
 
 def current_model(session: Session) -> Model | None:
-    """The latest trained model (parsed once per process and version), or None."""
-    version = session.scalar(
-        select(func.max(ScoringModel.version)).where(ScoringModel.status == "trained")
-    )
-    if version is None:
+    """The latest trained model (parsed once per process and training), or None."""
+    row = session.execute(
+        select(ScoringModel.version, ScoringModel.trained_at)
+        .where(ScoringModel.status == "trained")
+        .order_by(ScoringModel.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
         return None
-    if version not in _CACHE:
-        _CACHE.clear()  # one model is in use at a time
-        _CACHE[version] = Model.from_row(session.get_one(ScoringModel, version))
-    return _CACHE[version]
+    key = (row.version, as_utc(row.trained_at).isoformat())
+    if key not in _CACHE:
+        if len(_CACHE) >= CACHED_MODELS:
+            _CACHE.clear()
+        _CACHE[key] = Model.from_row(session.get_one(ScoringModel, row.version))
+    return _CACHE[key]
 
 
 def latest_attempt(session: Session) -> ScoringModel | None:
