@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("ingest", "identity", "matching", "crm")
+BENCHMARKS = ("ingest", "identity", "matching", "crm", "leads")
 
 
 def main(argv: list[str]) -> int:
