@@ -199,7 +199,15 @@ def test_retraining_needs_a_manager_and_runs_from_the_cli(
     assert done["rescored"] == 50
     again = client.post("/v1/lead-scoring/retrain", headers=manager.headers).json()
     assert again["version"] == done["version"] + 1
-    assert again["trained_by"] == (client.get("/v1/me", headers=manager.headers).json()["email"])
+    me = client.get("/v1/me", headers=manager.headers).json()
+    assert again["trained_by"] == me["email"]
+    audit = client.get(
+        "/v1/audit", params={"record_type": "lead_scoring_model"}, headers=admin.headers
+    ).json()
+    assert [(e["action"], e["record_id"], e["actor_id"]) for e in audit["items"]] == [
+        ("train", str(again["version"]), me["id"]),
+        ("train", str(done["version"]), None),
+    ]
 
 
 @pytest.mark.parametrize(

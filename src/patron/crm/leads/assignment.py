@@ -364,6 +364,7 @@ def _snapshot(rule: AssignmentRule) -> dict[str, Any]:
 
 
 def get_rule(session: Session, rule_id: int) -> AssignmentRule:
+    """An assignment rule by id; 404 naming ``rule_id``."""
     rule = session.get(AssignmentRule, rule_id)
     if rule is None:
         raise NotFound(f"no assignment rule {rule_id}", field="rule_id")

@@ -230,6 +230,7 @@ class Condition:
 
 
 def describe_all(conditions: Sequence[Condition]) -> str:
+    """Conditions in words, joined by "and" (none: "every lead")."""
     return " and ".join(c.describe() for c in conditions) or "every lead"
 
 
@@ -256,6 +257,7 @@ def stored_conditions(raw: list[Any]) -> list[Condition]:
 
 
 def parse_condition(raw: Any, at: str) -> Condition:
+    """Check one condition; errors name ``at`` and the key at fault."""
     if not isinstance(raw, dict):
         raise InvalidInput(f"{at} is a condition object", field=at)
     kind = raw.get("kind")
@@ -431,6 +433,7 @@ def lookup(values: dict[str, Any] | None, path: str) -> Any:
 
 
 def field_value(person: Person, name: str) -> Any:
+    """A CRM field of a person, or ``country``/``region`` from the traits."""
     traits = person.traits or {}
     if name == "country":
         return _first(lookup(traits, "country"), lookup(traits, "address.country"))

@@ -20,7 +20,7 @@ from patron.core.settings import Settings
 from patron.crm.leads import predictive
 from patron.crm.leads.assignment import AssignmentReport, assign_leads
 from patron.crm.leads.models import LeadScore, ScoringModel
-from patron.crm.leads.scoring import CHUNK, Scorer, rescore, scoring_state
+from patron.crm.leads.scoring import CHUNK, Scorer, rescore, scoring_state, train_model
 from patron.identity.models import Person, PersonEvent
 
 log = logging.getLogger("patron.leads")
@@ -138,7 +138,7 @@ def retrain(
     """Train the predictive model now, then rescore everyone with it (nothing is rescored
     when there was too little history). Returns the training and the persons rescored."""
     with sessions() as session, session.begin():
-        model = predictive.train(session, actor=actor)
+        model = train_model(session, actor=actor)
     rescored = refresh_scores(sessions, settings) if model.status == "trained" else 0
     return model, rescored
 

@@ -173,6 +173,7 @@ def _snapshot(rule: ScoringRule) -> dict[str, Any]:
 
 
 def get_rule(session: Session, rule_id: int) -> ScoringRule:
+    """A scoring rule by id; 404 naming ``rule_id``."""
     rule = session.get(ScoringRule, rule_id)
     if rule is None:
         raise NotFound(f"no scoring rule {rule_id}", field="rule_id")
@@ -180,6 +181,7 @@ def get_rule(session: Session, rule_id: int) -> ScoringRule:
 
 
 def list_rules(session: Session) -> list[ScoringRule]:
+    """Every scoring rule, active or not, oldest first."""
     return list(session.scalars(select(ScoringRule).order_by(ScoringRule.id)))
 
 
@@ -641,7 +643,16 @@ def train_model(session: Session, *, actor: Actor | None) -> ScoringModel:
     """Retrain now (admins and managers); everyone is rescored by the refresh job."""
     if actor is not None:
         actor.require(Role.manager)
-    return predictive.train(session, actor=actor)
+    model = predictive.train(session, actor=actor)
+    record_audit(
+        session,
+        actor=actor,
+        action="train",
+        record_type="lead_scoring_model",
+        record_id=str(model.version),
+        after={"status": model.status, "won": model.won, "lost": model.lost},
+    )
+    return model
 
 
 def score_summary(session: Session, person_id: uuid.UUID) -> dict[str, dict[str, Any]]:
