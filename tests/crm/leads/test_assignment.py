@@ -3,6 +3,8 @@ preferred teams, the log, rebalancing, and bad input."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 from patron.collect.models import Event
 from patron.core.runtime import Runtime
 from patron.crm.leads.assignment import assign_leads
-from patron.crm.leads.models import AssignmentMember
+from patron.crm.leads.models import AssignmentMember, LeadAssignment
 from patron.crm.models import Company
 from patron.identity.models import Person
 from tests.conftest import MakeUser, Tracker, User, assert_error, run_json
@@ -464,3 +466,38 @@ def test_the_log_shows_each_reader_what_they_may_see(
     assert client.get("/v1/assignment/log", headers=support.headers).json()["total"] == 0
     bad = client.get("/v1/assignment/log", params={"filter": "mood:eq:x"}, headers=admin.headers)
     assert_error(bad, 400, "filter")
+
+
+def test_concurrent_runs_take_turns_and_never_assign_a_lead_twice(
+    client: TestClient,
+    admin: User,
+    make_user: MakeUser,
+    people: People,
+    set_crm: SetCrm,
+    runtime: Runtime,
+) -> None:
+    ann, bob = make_user("sales"), make_user("sales")
+    crew = team(client, admin, "Crew", ann, bob)
+    default_team(client, admin, crew)
+    found = leads(people, set_crm, *({"email": f"c{i}@example.com"} for i in range(6)))
+    results: list[int] = []
+
+    def second_run() -> None:
+        with runtime.sessions() as session:
+            results.append(assign_leads(session, limit=3).assigned)
+            session.commit()
+
+    with runtime.sessions() as session:
+        results.append(assign_leads(session, limit=3).assigned)
+        # Another process starts while this run holds the teams: it waits for the commit,
+        # then sees these leads taken and the round robin where this run left it.
+        other = threading.Thread(target=second_run)
+        other.start()
+        time.sleep(0.3)
+        session.commit()
+    other.join(timeout=60)
+    assert results == [3, 3]
+    with runtime.readers() as session:
+        logged = list(session.scalars(select(LeadAssignment.person_id)))
+    assert sorted(map(str, logged)) == sorted(found.values())
+    assert Counter(owners(runtime, list(found.values())).values()) == {ann.id: 3, bob.id: 3}

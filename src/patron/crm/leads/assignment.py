@@ -545,12 +545,19 @@ def _routing(session: Session, now: datetime) -> Routing:
     team_ids = list(session.scalars(select(Team.id).order_by(Team.id)))
     for team_id in team_ids:
         _team_row(session, team_id)
-    statement = select(AssignmentTeam).order_by(AssignmentTeam.team_id)
+    # populate_existing: rows read before the lock was granted are read again, so a run
+    # that waited for another sees the clock that one left.
+    statement = (
+        select(AssignmentTeam)
+        .order_by(AssignmentTeam.team_id)
+        .execution_options(populate_existing=True)
+    )
     if lock_row_for_update(session):
         statement = statement.with_for_update()
     rows = {r.team_id: r for r in session.scalars(statement)}
     loads = _loads(session, now)
-    settings = {(r.team_id, r.user_id): r for r in session.scalars(select(AssignmentMember))}
+    members_now = select(AssignmentMember).execution_options(populate_existing=True)
+    settings = {(r.team_id, r.user_id): r for r in session.scalars(members_now)}
     teams = {t.id: TeamState(t, rows[t.id], []) for t in session.scalars(select(Team))}
     for member, user in session.execute(
         select(TeamMember, User).join(User, User.id == TeamMember.user_id).where(User.active)
