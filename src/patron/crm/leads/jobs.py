@@ -177,10 +177,15 @@ def assign_waiting(
             return AssignmentSummary(total, report.waiting, by_team)
 
 
+_last_waiting = [0]
+
+
 def _assign_job(sessions: sessionmaker[Session], _settings: Settings) -> int:
     summary = assign_waiting(sessions)
-    if summary.waiting:
+    if summary.waiting and summary.waiting != _last_waiting[0]:
+        # Said when the number changes, not every ten seconds.
         log.warning("%d leads wait for an owner: no team could take them", summary.waiting)
+    _last_waiting[0] = summary.waiting
     return summary.assigned
 
 

@@ -418,7 +418,10 @@ def merge_scores(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> No
         mine.override_value, mine.override_reason = theirs.override_value, theirs.override_reason
         mine.override_by, mine.override_at = theirs.override_by, theirs.override_at
         mine.value = mine.override_value
-    rescore(session, [survivor])
+    scorer = Scorer.load(session)
+    if scorer.idle and not rows:
+        return  # no rules, no model, no scores: merges cost nothing more
+    rescore(session, [survivor], scorer=scorer)
 
 
 def _newer(theirs: LeadScore, mine: LeadScore | None) -> bool:
