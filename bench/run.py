@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("ingest", "identity", "matching", "crm", "reports", "forms")
+BENCHMARKS = ("ingest", "identity", "matching", "crm", "reports", "forms", "leads")
 
 
 def main(argv: list[str]) -> int:

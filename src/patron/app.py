@@ -24,6 +24,7 @@ from patron.core.web import json_response
 from patron.crm.api import router as crm_router
 from patron.crm.forms.api import router as forms_router
 from patron.crm.forms.views import router as public_forms_router
+from patron.crm.leads.api import router as leads_router
 from patron.crm.reports.api import router as reports_router
 from patron.crm.tickets.api import router as tickets_router
 from patron.crm.workflows.api import router as workflows_router
@@ -80,6 +81,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     app.include_router(workflows_router)
     app.include_router(forms_router)
     app.include_router(public_forms_router)
+    app.include_router(leads_router)
     _mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -51,6 +51,7 @@ export_app = typer.Typer(no_args_is_help=True, help="Export data as JSONL or CSV
 identity_app = typer.Typer(no_args_is_help=True, help="Merges, unmerges and matching.")
 tickets_app = typer.Typer(no_args_is_help=True, help="Support tickets and their SLAs.")
 workflows_app = typer.Typer(no_args_is_help=True, help="Workflow rules and their runs.")
+leads_app = typer.Typer(no_args_is_help=True, help="Lead scoring and assignment.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
@@ -59,6 +60,7 @@ app.add_typer(export_app, name="export")
 app.add_typer(identity_app, name="identity")
 app.add_typer(tickets_app, name="tickets")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(leads_app, name="leads")
 
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -681,6 +683,52 @@ def rebuild(as_json: JsonFlag = False) -> None:
         as_json=as_json,
         human=f"rebuilt from {result.events} events; {result.decisions} decided merges "
         f"applied again",
+    )
+
+
+@leads_app.command("retrain")
+def leads_retrain(as_json: JsonFlag = False) -> None:
+    """Train the predictive lead score on the won and lost history, and rescore everyone."""
+    from patron.crm.leads.jobs import retrain
+
+    runtime = start_runtime()
+    model, rescored = retrain(runtime.sessions, runtime.settings)
+    emit(
+        {
+            "version": model.version,
+            "status": model.status,
+            "message": model.message,
+            "won": model.won,
+            "lost": model.lost,
+            "rescored": rescored,
+        },
+        as_json=as_json,
+        human=f"model {model.version}: {model.message}; {rescored} persons rescored",
+    )
+
+
+@leads_app.command("rescore")
+def leads_rescore(as_json: JsonFlag = False) -> None:
+    """Compute every person's lead scores again now (decay, new rules, the current model)."""
+    from patron.crm.leads.jobs import refresh_scores
+
+    runtime = start_runtime()
+    rescored = refresh_scores(runtime.sessions, runtime.settings, full=True)
+    emit({"rescored": rescored}, as_json=as_json, human=f"{rescored} persons rescored")
+
+
+@leads_app.command("assign")
+def leads_assign(as_json: JsonFlag = False) -> None:
+    """Assign every waiting lead to an owner now, by the assignment rules."""
+    from patron.crm.leads.jobs import assign_waiting
+
+    runtime = start_runtime()
+    summary = assign_waiting(runtime.sessions)
+    emit(
+        {"assigned": summary.assigned, "waiting": summary.waiting, "by_team": summary.by_team},
+        as_json=as_json,
+        human=f"{summary.assigned} leads assigned; {summary.waiting} wait (no team could take "
+        "them)",
     )
 
 

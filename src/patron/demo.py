@@ -8,6 +8,7 @@ one posted to ``/v1/batch``, and the processor then drains the log.
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 import uuid
@@ -32,7 +33,11 @@ from patron.crm import activities, contacts, deals
 from patron.crm.forms import service as forms
 from patron.crm.forms.models import Form
 from patron.crm.forms.submissions import SubmissionMeta, submit
-from patron.crm.models import PersonCompany, Pipeline
+from patron.crm.leads import assignment as lead_assignment
+from patron.crm.leads import jobs as lead_jobs
+from patron.crm.leads import scoring as lead_scoring
+from patron.crm.leads.conditions import load_facts, lookup
+from patron.crm.models import Deal, PersonCompany, Pipeline
 from patron.crm.pipelines import StageSpec, create_pipeline, stages_of
 from patron.crm.tickets import clock as ticket_clock
 from patron.crm.tickets import policies as ticket_policies
@@ -193,6 +198,11 @@ def load_or_create(
     load_sales_team(runtime, seed=seed, password=password)
     load_support_desk(runtime, seed=seed)
     load_forms(runtime, seed=seed, submissions=min(300, max(40, people // 10)))
+    load_leads(runtime, seed=seed, password=password)
+    # Later steps closed deals and moved leads: do the workflow runs they fired, and
+    # process the events of it all, so the demo starts settled.
+    run_until_idle(runtime.sessions, runtime.settings)
+    Processor(runtime.sessions, settings=runtime.settings).drain()
     credentials = Credentials(url, ADMIN_EMAIL, password, web_key, server_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     saved = credentials.as_dict()
@@ -502,6 +512,10 @@ def load_sales_team(runtime: Runtime, *, seed: int, password: str) -> None:
                 .order_by(Person.created_seq)
             )
         )
+        spent = {
+            p: (computed or {}).get("lifetime_value", 0)
+            for p, computed in db.execute(select(Person.id, Person.computed))
+        }
         for index, person in enumerate(customers):
             if index % 3 == 2:  # a third stay unassigned, in the pool ...
                 if index % 9 == 2:  # ... but marketing qualifies some: a rule assigns them
@@ -514,6 +528,8 @@ def load_sales_team(runtime: Runtime, *, seed: int, password: str) -> None:
                 continue
             rep = reps[index % 2]
             stage = rng.choice(["lead", "marketingqualifiedlead", "salesqualifiedlead", "customer"])
+            if stage == "customer" and not spent.get(person):
+                stage = "salesqualifiedlead"  # a customer is someone who bought
             contacts.update_contact(
                 db,
                 actor=users["manager"],
@@ -872,3 +888,185 @@ def _answers(rng: random.Random, index: int, form: Form, browsers: list[str]) ->
     if index % 40 == 7:  # a bot: it fills every input, the invisible one too
         answers["patron_website"] = "http://cheap-pills.example"
     return answers
+
+
+# --- leads: scoring and assignment -----------------------------------------------------
+
+SCORING_RULES: list[dict[str, Any]] = [
+    {
+        "name": "Ordered recently",
+        "conditions": [{"kind": "event", "event": "Order Completed", "within_days": 60}],
+        "points": 25,
+        "half_life_days": 30,
+    },
+    {
+        "name": "Browsing products",
+        "conditions": [
+            {"kind": "event", "event": "Product Viewed", "within_days": 30, "min_count": 3}
+        ],
+        "points": 15,
+        "half_life_days": 14,
+    },
+    {
+        "name": "Filled a cart",
+        "conditions": [{"kind": "event", "event": "Product Added", "within_days": 30}],
+        "points": 10,
+        "half_life_days": 14,
+    },
+    {
+        "name": "Works at a company",
+        "conditions": [{"kind": "company", "name": "industry", "op": "exists"}],
+        "points": 15,
+    },
+    {
+        "name": "Software or energy company",
+        "conditions": [
+            {"kind": "company", "name": "industry", "op": "in", "value": ["Software", "Energy"]}
+        ],
+        "points": 10,
+    },
+    {"name": "Seen this week", "conditions": [{"kind": "recency", "within_days": 7}], "points": 10},
+    {
+        "name": "Sales qualified",
+        "conditions": [
+            {"kind": "field", "name": "lifecycle_stage", "op": "eq", "value": "salesqualifiedlead"}
+        ],
+        "points": 20,
+    },
+    {
+        "name": "Unqualified",
+        "conditions": [
+            {"kind": "field", "name": "lead_status", "op": "eq", "value": "unqualified"}
+        ],
+        "points": -30,
+    },
+]
+INSIDE_REP = ("lee.wong@example.com", "Lee Wong", "sales")
+
+
+def load_leads(runtime: Runtime, *, seed: int, password: str) -> None:
+    """Lead scoring and assignment at work: scoring rules; won and lost outcomes for some of
+    the sales team's leads that follow from what the leads did (orders, a company, a
+    country), so the predictive model has history to learn from; newsletter sign-ups in
+    the pool become leads; two teams with capacities, weights, a rule for EMEA and a
+    default team; then the model is trained, everyone scored, and the leads assigned
+    (those beyond every team's capacity wait, as they would)."""
+    rng = random.Random(seed + 2)  # noqa: S311 - synthetic data, reproducible by seed
+    with runtime.sessions() as db:
+        for rule in SCORING_RULES:
+            lead_scoring.create_rule(db, actor=None, values=rule)
+        _decide_outcomes(db, rng)
+        _pool_becomes_leads(db, rng)
+        _assignment_setup(db, password)
+        db.commit()
+    Processor(runtime.sessions, settings=runtime.settings).drain()
+    lead_jobs.retrain(runtime.sessions, runtime.settings)
+    lead_jobs.refresh_scores(runtime.sessions, runtime.settings, full=True)
+    lead_jobs.assign_waiting(runtime.sessions)
+    Processor(runtime.sessions, settings=runtime.settings).drain()
+
+
+def _decide_outcomes(db: Session, rng: random.Random) -> None:
+    """Close some owned leads as won or lost, more often won when they ordered, work at a
+    company or are in Germany or France."""
+    pipeline = db.scalar(select(Pipeline).where(Pipeline.name == "New business"))
+    with_deals = set(db.scalars(select(Deal.person_id)))
+    open_leads = list(
+        db.scalars(
+            select(Person)
+            .where(
+                Person.merged_into.is_(None),
+                Person.owner_id.is_not(None),
+                Person.lifecycle_stage.in_(
+                    ("lead", "marketingqualifiedlead", "salesqualifiedlead")
+                ),
+            )
+            .order_by(Person.created_seq)
+        )
+    )
+    facts = {}
+    for start in range(0, len(open_leads), 500):
+        chunk = open_leads[start : start + 500]
+        facts.update(load_facts(db, chunk, (), now=utcnow(), companies=True, count_events=True))
+    owners = {u.id: u for u in db.scalars(select(User))}
+    for person in open_leads:
+        if person.id in with_deals or rng.random() > 0.5 or pipeline is None:
+            continue
+        about = facts[person.id]
+        country = lookup(person.traits, "address.country")
+        odds = -1.2 + 2.0 * ((person.computed or {}).get("lifetime_value", 0) > 0)
+        odds += 1.2 * bool(about.companies) + 0.8 * (country in ("DE", "FR"))
+        odds -= 0.8 * (country == "JP")
+        odds += 0.4 * min(about.event_counts.get("Product Viewed", 0), 4) / 4
+        won = rng.random() < 1 / (1 + math.exp(-odds))
+        owner = owners[person.owner_id] if person.owner_id else None
+        rep = auth_service.Actor(owner.id, owner.email, Role(owner.role)) if owner else None
+        if not won and rng.random() < 0.5:
+            contacts.update_contact(
+                db, actor=rep, person_id=person.id, changes={"lead_status": "unqualified"}
+            )
+            continue
+        deal = deals.create_deal(
+            db,
+            actor=rep,
+            values={
+                "name": f"{rng.choice(['Team', 'Annual', 'Pilot'])} plan",
+                "pipeline_id": pipeline.id,
+                "amount": rng.choice([900, 2400, 4800, 12000]),
+                "currency": "EUR",
+                "person_id": person.id,
+            },
+        )
+        change: dict[str, Any] = {"status": "won"}
+        if not won:
+            change = {"status": "lost", "lost_reason": rng.choice(["Price", "No budget"])}
+        deals.update_deal(db, actor=rep, deal_id=deal.id, changes=change)
+
+
+def _pool_becomes_leads(db: Session, rng: random.Random) -> None:
+    """Most of the unassigned customers signed up for the newsletter: leads, unowned."""
+    pool = db.scalars(
+        select(Person.id)
+        .join(Identity, Identity.person_id == Person.id)
+        .where(
+            Identity.kind == "user_id",
+            Person.merged_into.is_(None),
+            Person.owner_id.is_(None),
+            Person.lifecycle_stage.is_(None),
+        )
+        .order_by(Person.created_seq)
+    )
+    for person in list(pool):
+        if rng.random() < 0.7:
+            contacts.update_contact(
+                db, actor=None, person_id=person, changes={"lifecycle_stage": "lead"}
+            )
+
+
+def _assignment_setup(db: Session, password: str) -> None:
+    """Field sales takes Germany and France (Sam twice Rita's share); everyone else goes
+    to Inside sales; the manager opts out of taking leads herself."""
+    email, name, role = INSIDE_REP
+    lee = auth_service.create_user(db, email=email, role=role, password=password, name=name)
+    by_email = {u.email: u for u in db.scalars(select(User))}
+    field = db.scalar(select(Team).where(Team.name == "Field sales"))
+    assert field is not None
+    inside = auth_service.create_team(db, name="Inside sales", actor=None)
+    for member in (lee, by_email["rita.novak@example.com"]):
+        auth_service.add_member(db, team_id=inside.id, user_id=member.id, actor=None)
+    settings: list[tuple[uuid.UUID, str, dict[str, Any]]] = [
+        (field.id, "sam.lee@example.com", {"weight": 2, "capacity": 60}),
+        (field.id, "rita.novak@example.com", {"capacity": 40}),
+        (field.id, "maya.ortiz@example.com", {"available": False}),
+        (inside.id, "lee.wong@example.com", {"capacity": 300}),
+        (inside.id, "rita.novak@example.com", {"capacity": 40}),
+    ]
+    for team_id, member_email, changes in settings:
+        lead_assignment.update_member(
+            db, actor=None, team_id=team_id, user_id=by_email[member_email].id, changes=changes
+        )
+    emea = [{"kind": "field", "name": "country", "op": "in", "value": ["DE", "FR"]}]
+    lead_assignment.create_rule(
+        db, actor=None, values={"name": "EMEA", "team_id": field.id, "conditions": emea}
+    )
+    lead_assignment.set_default_team(db, actor=None, team_id=inside.id)

@@ -21,6 +21,16 @@ from patron.collect.models import (
 )
 from patron.core.models import Base
 from patron.crm.forms.models import Form, FormIpSalt, FormRateCounter, FormSubmission
+from patron.crm.leads.models import (
+    AssignmentMember,
+    AssignmentRule,
+    AssignmentTeam,
+    LeadAssignment,
+    LeadScore,
+    ScoringModel,
+    ScoringRule,
+    ScoringState,
+)
 from patron.crm.models import (
     Activity,
     Company,
@@ -52,6 +62,9 @@ metadata = Base.metadata
 __all__ = [
     "Activity",
     "ApiToken",
+    "AssignmentMember",
+    "AssignmentRule",
+    "AssignmentTeam",
     "AuditEntry",
     "BlockedValue",
     "Company",
@@ -72,6 +85,8 @@ __all__ = [
     "IdentityRule",
     "Import",
     "ImportRejection",
+    "LeadAssignment",
+    "LeadScore",
     "LoginSession",
     "MatchCandidate",
     "MatchRun",
@@ -83,6 +98,9 @@ __all__ = [
     "ProcessingCursor",
     "RecordShare",
     "RejectedMessage",
+    "ScoringModel",
+    "ScoringRule",
+    "ScoringState",
     "Separation",
     "SlaPolicy",
     "Source",

@@ -35,8 +35,11 @@ from patron.crm.contacts import fill_from_merged, import_checker, record_custom_
 from patron.crm.forms.attribution import merge_touches
 from patron.crm.forms.jobs import every_seconds as forms_every
 from patron.crm.forms.jobs import run_form_jobs
-from patron.crm.forms.processing import after_forms
+from patron.crm.forms.processing import after_forms, preferred_teams
 from patron.crm.inbound import attach_waiting_activities
+from patron.crm.leads import jobs as leads
+from patron.crm.leads.assignment import TEAM_PREFERENCES
+from patron.crm.leads.scoring import mark_stale, merge_scores
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.crm.tickets import jobs as ticket_jobs
 from patron.crm.workflows import engine as workflow_engine
@@ -84,9 +87,9 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
 
 
 HOOKS.merged_many[:] = [move_traits, move_computed, move_links]
-HOOKS.merged[:] = [fill_from_merged, merge_touches]
+HOOKS.merged[:] = [fill_from_merged, merge_touches, merge_scores]
 HOOKS.after_merges[:] = [refresh_survivors, publish_survivors]
-HOOKS.reset[:] = [forget_traits, forget_computed, forget_links]
+HOOKS.reset[:] = [forget_traits, forget_computed, forget_links, mark_stale]
 HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]
 PERSON_CLASSIFIER[:] = [identity.import_classifier]
@@ -122,14 +125,24 @@ JOBS.append(
     )
 )
 JOBS.append(Job("forms", forms_every, run_form_jobs))
+JOBS.extend(Job(name, every, run) for name, every, run in leads.SCHEDULE)
+# A lead from a web form with a team rule goes to that team first.
+TEAM_PREFERENCES[:] = [preferred_teams]
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:
     def derive_profiles(session: Session, events: Sequence[Event]) -> None:
         derive(session, events, settings)
 
-    # Form submissions' lead steps need the person resolution just made.
-    return (record_event_keys, record_in_catalog, derive_profiles, after_forms)
+    # Form submissions' lead steps need the person resolution just made; scores then see
+    # the lifecycle stage those steps set.
+    return (
+        record_event_keys,
+        record_in_catalog,
+        derive_profiles,
+        after_forms,
+        leads.score_touched,
+    )
 
 
 @dataclass

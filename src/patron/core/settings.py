@@ -149,6 +149,25 @@ class Settings(BaseSettings):
         "more are refused with 429 and kept as rejected. 0 turns it off.",
     )
 
+    lead_assign_interval_seconds: float = Field(
+        10,
+        ge=0,
+        description="How often the idle processor assigns waiting leads (unowned, lifecycle "
+        "stage lead to salesqualifiedlead) to owners; 0 turns it off.",
+    )
+    lead_retrain_interval_seconds: int = Field(
+        86400,
+        ge=0,
+        description="How often the predictive lead score model is trained again on the won "
+        "and lost history, and everyone rescored with it; 0 turns it off.",
+    )
+    lead_rescore_interval_seconds: int = Field(
+        86400,
+        ge=0,
+        description="How often every lead score is computed again, so that decaying points "
+        "fade; 0 turns it off (rule changes and retraining still rescore everyone).",
+    )
+
     def resolved_database_url(self) -> str:
         """The database URL in force: the setting, or the embedded SQLite file."""
         if self.database_url:

@@ -19,6 +19,7 @@ from patron.crm import activities, companies, contacts, deals, exports, inbound,
 from patron.crm import fields as custom_fields
 from patron.crm import timeline as timelines
 from patron.crm.access import writable_company, writable_deal
+from patron.crm.leads import scoring as lead_scoring
 from patron.crm.models import Activity, Company, CustomField, Deal, Pipeline, Stage
 from patron.crm.pipelines import StageSpec
 from patron.crm.schemas import (
@@ -68,8 +69,18 @@ Search = Annotated[
 Archived = Annotated[bool, Query(description="List the archived records instead.")]
 
 
-def _contact_page(page: Page[Person]) -> ContactPage:
-    items = [ContactOut.model_validate(p) for p in page.items]
+def _contacts_out(db: DB, persons: list[Person]) -> list[ContactOut]:
+    """Contacts with their visible lead scores (one query for the lot)."""
+    scores = lead_scoring.visible_scores(db, [p.id for p in persons])
+    return [ContactOut.model_validate(p).model_copy(update=scores[p.id]) for p in persons]
+
+
+def _contact_out(db: DB, person: Person) -> ContactOut:
+    return _contacts_out(db, [person])[0]
+
+
+def _contact_page(db: DB, page: Page[Person]) -> ContactPage:
+    items = _contacts_out(db, page.items)
     return ContactPage(items=items, total=page.total, next_cursor=page.next_cursor)
 
 
@@ -88,7 +99,7 @@ def list_contacts(
     """Persons you may see, with filters on any field (`custom.<key>` and `traits.<name>`
     too), search, sort and keyset pages."""
     page = contacts.list_contacts(db, actor=actor, query=params, search=q, archived=archived)
-    return _contact_page(page)
+    return _contact_page(db, page)
 
 
 @router.get("/contacts/export.csv", response_class=StreamingResponse)
@@ -126,35 +137,37 @@ def _streamed_csv(kind: str, rows: Iterator[str]) -> StreamingResponse:
 
 
 @router.get("/contacts/{person_id}", response_model=ContactOut)
-def get_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> Person:
+def get_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> ContactOut:
     """A person's CRM record (the whole profile is `GET /v1/persons/{id}`)."""
-    return visible_person(db, actor, person_id)
+    return _contact_out(db, visible_person(db, actor, person_id))
 
 
 @router.patch("/contacts/{person_id}", response_model=ContactOut)
-def update_contact(person_id: uuid.UUID, body: ContactPatch, db: DB, actor: CurrentActor) -> Person:
+def update_contact(
+    person_id: uuid.UUID, body: ContactPatch, db: DB, actor: CurrentActor
+) -> ContactOut:
     """Change owner, lifecycle stage, lead status, tags or custom fields."""
     person, _, _ = contacts.update_contact(
         db, actor=actor, person_id=person_id, changes=body.model_dump(exclude_unset=True)
     )
     db.commit()
-    return person
+    return _contact_out(db, person)
 
 
 @router.post("/contacts/{person_id}/archive", response_model=ContactOut)
-def archive_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> Person:
+def archive_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> ContactOut:
     """Take a person off the contact lists (the CDP keeps them)."""
     person = contacts.set_archived(db, actor=actor, person_id=person_id, archived=True)
     db.commit()
-    return person
+    return _contact_out(db, person)
 
 
 @router.post("/contacts/{person_id}/restore", response_model=ContactOut)
-def restore_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> Person:
+def restore_contact(person_id: uuid.UUID, db: DB, actor: CurrentActor) -> ContactOut:
     """Bring an archived person back to the contact lists."""
     person = contacts.set_archived(db, actor=actor, person_id=person_id, archived=False)
     db.commit()
-    return person
+    return _contact_out(db, person)
 
 
 # --- companies -------------------------------------------------------------------------
@@ -227,9 +240,10 @@ def restore_company(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> Compa
 def company_persons(company_id: uuid.UUID, db: DB, actor: CurrentActor) -> list[CompanyContactOut]:
     """The persons at a company you may see, with their role there."""
     rows = companies.persons_of(db, actor=actor, company_id=company_id)
+    outs = _contacts_out(db, [p for p, _ in rows])
     return [
-        CompanyContactOut(**ContactOut.model_validate(p).model_dump(), role=link.role)
-        for p, link in rows
+        CompanyContactOut(**out.model_dump(), role=link.role)
+        for out, (_, link) in zip(outs, rows, strict=True)
     ]
 
 

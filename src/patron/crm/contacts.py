@@ -24,6 +24,7 @@ from patron.core.pagination import Field, ListQuery, Page, keyset_page
 from patron.crm import events
 from patron.crm import fields as custom_fields
 from patron.crm.access import can_see_for
+from patron.crm.leads.models import LEAD_SCORE, PREDICTIVE_SCORE, score_column
 from patron.crm.models import Company, PersonCompany
 from patron.crm.records import changed, check_owner, check_tags, snapshot, toggle_archived
 from patron.identity.models import Identity, Person
@@ -83,6 +84,9 @@ BASE_FIELDS: dict[str, Field] = {
         for touch in ("first_touch", "latest_touch")
         for key in TOUCH_KEYS
     },
+    # The visible scores (an override, else the automatic value), 0 to 100.
+    LEAD_SCORE: Field(score_column(LEAD_SCORE), "number", float),
+    PREDICTIVE_SCORE: Field(score_column(PREDICTIVE_SCORE), "number", float),
 }
 
 

@@ -49,6 +49,8 @@ TICKET_SLA_WARNING = "Ticket SLA Warning"
 TICKET_SLA_BREACHED = "Ticket SLA Breached"
 # A web form post: a track from the forms' own source (patron.crm.forms), not a CRM edit.
 FORM_SUBMITTED = "Form Submitted"
+SCORE_OVERRIDDEN = "Lead Score Overridden"
+SCORE_OVERRIDE_REMOVED = "Lead Score Override Removed"
 
 
 def crm_source(session: Session) -> Source:

@@ -146,6 +146,10 @@ class ContactOut(BaseModel):
     latest_touch: dict[str, Any] | None = Field(
         None, description="Campaign attribution of the latest web form sent."
     )
+    lead_score: float | None = Field(None, description="Rule score 0-100 (or its override).")
+    predictive_lead_score: float | None = Field(
+        None, description="Predicted chance of winning, 0-100 (or its override)."
+    )
 
 
 class ContactPage(BaseModel):

@@ -14,6 +14,7 @@ from patron.collect.models import Event
 from patron.core.errors import InvalidInput
 from patron.core.pagination import Page
 from patron.core.web import DB, Cursor, Limit, RuntimeDep
+from patron.crm.leads.scoring import score_summary
 from patron.identity import service as identity
 from patron.identity.schemas import IdentityOut, MergeOut
 from patron.profiles import service
@@ -69,6 +70,7 @@ def _profile_out(
         merges=[MergeOut.model_validate(m) for m in profile.merges],
         merged_ids=profile.merged_ids,
         trait_lineage=profile.lineage,
+        scores=score_summary(db, person.id),
         timeline=_timeline_out(page),
     )
 

@@ -72,6 +72,11 @@ class ProfileOut(BaseModel):
     merges: list[MergeOut]
     merged_ids: list[uuid.UUID] = Field(description="Ids of persons merged into this one.")
     trait_lineage: dict[str, dict[str, Any]] | None = None
+    scores: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="lead_score and predictive_lead_score: `value` (shown), `automatic`, "
+        "`overridden` (details at `GET /v1/persons/{id}/scores`).",
+    )
     timeline: TimelinePage = Field(description="The first page of the timeline.")
 
 

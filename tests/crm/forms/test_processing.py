@@ -417,3 +417,37 @@ def test_a_submission_that_keeps_failing_is_listed_as_failed_and_can_be_retried(
 
 def test_the_forms_job_is_scheduled() -> None:
     assert "forms" in {job.name for job in JOBS}
+
+
+def test_assignment_sends_a_form_lead_to_the_forms_team_first(
+    client: TestClient,
+    make_form: MakeForm,
+    make_user: MakeUser,
+    process: Process,
+    admin_headers: dict[str, str],
+    db: Session,
+) -> None:
+    inbound_rep, other_rep = make_user("sales"), make_user("sales")
+    teams = {}
+    for name, rep in (("Inbound", inbound_rep), ("Everyone else", other_rep)):
+        made = client.post("/v1/teams", json={"name": name}, headers=admin_headers).json()
+        client.post(
+            f"/v1/teams/{made['id']}/members", json={"user_id": rep.id}, headers=admin_headers
+        )
+        teams[name] = made["id"]
+    answer = client.put(
+        "/v1/assignment/default-team",
+        json={"team_id": teams["Everyone else"]},
+        headers=admin_headers,
+    )
+    assert answer.status_code == 200, answer.text
+    make_form(team_id=teams["Inbound"])
+    sent = post(client, **good_answers())
+    process()
+    person = str(submission(db, sent).person_id)
+    report = client.post("/v1/assignment/run", json={}, headers=admin_headers)
+    assert report.status_code == 200, report.text
+    assert report.json()["by_team"] == {"Inbound": 1}
+    assert contact(client, admin_headers, person)["owner_id"] == inbound_rep.id
+    log = client.get("/v1/assignment/log", params={"person_id": person}, headers=admin_headers)
+    assert "preferred team Inbound" in log.json()["items"][0]["reason"]

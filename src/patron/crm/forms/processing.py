@@ -29,7 +29,7 @@ from patron.crm.forms.attribution import record_touch, touch_of
 from patron.crm.forms.models import Form, FormSubmission
 from patron.crm.forms.service import ACCEPTED, FAILED, SOURCE_KIND, form_source
 from patron.crm.forms.submissions import track_message_id
-from patron.identity.models import PersonEvent
+from patron.identity.models import Person, PersonEvent
 from patron.identity.service import live_person
 
 log = logging.getLogger("patron.forms")
@@ -187,3 +187,30 @@ def retry_due(session: Session, *, now: datetime) -> int:
         if person is not None:
             done += attempt(session, submission, person.person_id, now)
     return done
+
+
+def preferred_teams(
+    session: Session, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The team each of these persons should be assigned to first: that of the latest form
+    they sent with a team rule (counting the forms sent by persons merged into them)."""
+    if not person_ids:
+        return {}
+    merged = session.execute(
+        select(Person.id, Person.merged_into).where(Person.merged_into.in_(list(person_ids)))
+    )
+    live = {p: p for p in person_ids} | {m: survivor for m, survivor in merged if survivor}
+    rows = session.execute(
+        select(FormSubmission.person_id, FormSubmission.assign_team_id)
+        .where(
+            FormSubmission.person_id.in_(list(live)),
+            FormSubmission.assign_team_id.is_not(None),
+            FormSubmission.processed_at.is_not(None),
+        )
+        .order_by(FormSubmission.created_at)
+    )
+    found: dict[uuid.UUID, uuid.UUID] = {}
+    for person, team in rows:
+        if person is not None and team is not None:
+            found[live[person]] = team  # later submissions overwrite earlier ones
+    return found
