@@ -739,7 +739,7 @@ def _live_keys(
             Person.id.in_(list(mapping))
         )
     )
-    live = dict(rows.tuples().all())
+    live = dict(rows.all())
     return {live.get(person, person): team for person, team in mapping.items()}
 
 

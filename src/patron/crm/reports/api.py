@@ -16,17 +16,19 @@ from pydantic import BaseModel
 
 from patron.auth.deps import CurrentActor
 from patron.core.web import DB, json_response
-from patron.crm.reports import service
+from patron.crm.reports import leads, service, support
 from patron.crm.reports.schemas import (
     ActivityOwnerOut,
     DealSizeOut,
     ForecastMonthOut,
+    LeadSourceOut,
     PipelineStageOut,
     ReportFiltersOut,
     ReportOut,
     Row,
     SalesCycleOut,
     StageConversionOut,
+    TicketReportOut,
     WinRateOut,
 )
 from patron.crm.reports.service import ReportFilters
@@ -179,3 +181,33 @@ def activities_report(db: DB, actor: CurrentActor, filters: Filters, fmt: Format
     completed in it."""
     rows = service.activities_per_owner(db, actor=actor, filters=filters)
     return report_response("activities", ActivityOwnerOut, rows, fmt, filters)
+
+
+@report("/leads", ReportOut[LeadSourceOut])
+def leads_report(
+    db: DB,
+    actor: CurrentActor,
+    filters: Filters,
+    fmt: Format,
+    group_by: Annotated[str, Query(description="source, medium or campaign.")] = "source",
+) -> Response:
+    """Leads first seen in the range per first-touch source (or medium, or campaign), and
+    how far they got: qualified, opportunity, customer; conversion to customer."""
+    rows = leads.leads_by_source(db, actor=actor, filters=filters, group_by=group_by)
+    return report_response("leads", LeadSourceOut, rows, fmt, filters, group_by)
+
+
+@report("/tickets", ReportOut[TicketReportOut])
+def tickets_report(
+    db: DB,
+    actor: CurrentActor,
+    filters: Filters,
+    fmt: Format,
+    group_by: Annotated[
+        str, Query(description="none, priority, channel, assignee or month.")
+    ] = "none",
+) -> Response:
+    """Tickets created in the range: volume, open and solved, first-response and resolution
+    times (business and calendar minutes), SLA targets met and breached, compliance."""
+    rows = support.ticket_report(db, actor=actor, filters=filters, group_by=group_by)
+    return report_response("tickets", TicketReportOut, rows, fmt, filters, group_by)

@@ -115,3 +115,41 @@ class ActivityOwnerOut(Row):
     tasks_created: int
     tasks_completed: int = Field(description="Tasks completed in the range.")
     total: int = Field(description="Activities in the range (completions not counted again).")
+
+
+class LeadSourceOut(Row):
+    source: str = Field(
+        description="The first touch's utm_source (or medium, or campaign), else the Patron "
+        "source of the message that made the person; (unknown) when neither is known."
+    )
+    leads: int = Field(description="Leads first seen in the range.")
+    marketing_qualified: int = Field(description="Of those, at marketing qualified or further.")
+    sales_qualified: int = Field(description="At sales qualified or further.")
+    opportunities: int = Field(description="At opportunity or further.")
+    customers: int = Field(description="Customers or evangelists, or with a won deal.")
+    with_won_deal: int = Field(description="With a won deal.")
+    conversion: float | None = Field(description="customers / leads, to 4 decimals.")
+
+
+Minutes = Annotated[float | None, Field(description="Minutes, to 1 decimal.")]
+
+
+class TicketReportOut(Row):
+    key: str | None = Field(description="The group: priority, channel, assignee id, month.")
+    label: str | None = Field(description="The group's name (the assignee's name or email).")
+    created: int = Field(description="Tickets created in the range (the volume).")
+    open: int = Field(description="Of those, still new, open or pending.")
+    solved: int = Field(description="Solved or closed.")
+    responded: int = Field(description="First answered by staff.")
+    first_response_avg_minutes: Minutes
+    first_response_median_minutes: Minutes
+    first_response_calendar_avg_minutes: Minutes
+    resolution_avg_minutes: Minutes
+    resolution_median_minutes: Minutes
+    resolution_calendar_avg_minutes: Minutes
+    first_response_met: int
+    first_response_breached: int
+    first_response_compliance: float | None = Field(description="met / (met + breached).")
+    resolution_met: int
+    resolution_breached: int
+    resolution_compliance: float | None = Field(description="met / (met + breached).")
