@@ -171,5 +171,6 @@ def list_audit(
     return AuditPage(
         items=[AuditEntryOut.model_validate(e) for e in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )

@@ -111,6 +111,7 @@ def list_events(
     return EventPage(
         items=[EventOut.model_validate(e) for e in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 
@@ -128,6 +129,7 @@ def list_rejected(
     return RejectedPage(
         items=[RejectedOut.model_validate(r) for r in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 

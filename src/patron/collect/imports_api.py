@@ -65,6 +65,9 @@ class ImportRejectionOut(BaseModel):
 class ImportRejectionPage(BaseModel):
     items: list[ImportRejectionOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -193,5 +196,6 @@ def list_rejections(
     return ImportRejectionPage(
         items=[ImportRejectionOut.model_validate(r) for r in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )

@@ -57,6 +57,9 @@ class EventOut(BaseModel):
 class EventPage(BaseModel):
     items: list[EventOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -75,6 +78,9 @@ class RejectedOut(BaseModel):
 class RejectedPage(BaseModel):
     items: list[RejectedOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 

@@ -12,13 +12,14 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Select,
     SQLColumnExpression,
     and_,
-    case,
     false,
     func,
+    literal,
     or_,
     select,
 )
@@ -31,11 +32,18 @@ T = TypeVar("T")
 MAX_LIMIT = 500
 
 
+# Lists count their matches exactly up to this many, then say "at least this many": an
+# exact count of a million contacts costs more than the page itself, on every request.
+COUNT_LIMIT = 10_000
+
+
 @dataclass
 class Page(Generic[T]):
     items: list[T]
     total: int
     next_cursor: str | None = None
+    # False when ``total`` is COUNT_LIMIT and there are more.
+    total_exact: bool = True
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -87,6 +95,12 @@ class Field:
     kind: str = "text"
     parse: Callable[[str], Any] = _parse_text
     sortable: bool = True
+
+    @property
+    def nullable(self) -> bool:
+        """Whether the expression can be null (a column says; any other expression can)."""
+        column = getattr(self.expr, "expression", self.expr)
+        return not isinstance(column, Column) or bool(column.nullable)
 
 
 @dataclass(frozen=True)
@@ -201,33 +215,27 @@ def keyset_page(
 ) -> Page[Any]:
     """One page of ``statement`` (which selects one entity), filtered, sorted and keyset-paged.
 
-    Sort keys are (is-null, value) pairs so that nulls come last in either direction and a
-    cursor can sit on a null; ``tiebreak`` (a unique column) makes the order total. The
-    cursor carries the sort it was made for: reusing it with another sort is a 400.
+    Nulls come last in either direction (``NULLS LAST``), so a cursor can sit on a null;
+    ``tiebreak`` (a unique column) makes the order total and runs in the direction of the
+    last sort key, so that an index on (key, tiebreak) serves the whole order. The cursor
+    carries the sort it was made for: reusing it with another sort is a 400. The total is
+    exact up to :data:`COUNT_LIMIT`.
     """
     dialect = dialect_name(session)
     statement = apply_filters(statement, fields, query.filters, dialect=dialect)
-    total = (
-        (session.scalar(select(func.count()).select_from(statement.subquery())) or 0)
-        if count
-        else -1
-    )
+    total, exact = count_up_to(session, statement) if count else (-1, False)
     sort = parse_sort(fields, query.sort, default_sort)
-    keys: list[tuple[SQLColumnExpression[Any], bool, str]] = []
-    for name, descending in sort:
-        expr = fields[name].expr
-        keys.append((case((expr.is_(None), 1), else_=0), False, "number"))
-        keys.append((expr, descending, fields[name].kind))
-    keys.append((tiebreak.expr, False, tiebreak.kind))
+    keys = [(fields[name].expr, descending, fields[name]) for name, descending in sort]
+    keys.append((tiebreak.expr, sort[-1][1], tiebreak))
     spec = ",".join(f"{'-' if d else ''}{n}" for n, d in sort)
     if query.cursor is not None:
         values = decode_cursor(query.cursor)
         if len(values) != len(keys) + 1 or values[0] != spec:
             raise InvalidInput("cursor was made for another sort or list", field="cursor")
-        loaded = [_load_key(v, kind) for v, (_, _, kind) in zip(values[1:], keys, strict=True)]
+        loaded = [_load_key(v, f.kind) for v, (_, _, f) in zip(values[1:], keys, strict=True)]
         statement = statement.where(_after(keys, loaded))
-    order = [k.desc() if d else k.asc() for k, d, _ in keys]
-    labelled: list[Any] = [k.label(f"_key{i}") for i, (k, _, _) in enumerate(keys)]
+    order = [_ordered(expr, descending, field) for expr, descending, field in keys]
+    labelled: list[Any] = [expr.label(f"_key{i}") for i, (expr, _, _) in enumerate(keys)]
     rows = session.execute(
         statement.add_columns(*labelled).order_by(*order).limit(query.limit + 1)
     ).all()
@@ -236,15 +244,34 @@ def keyset_page(
     cursor = None
     if more and rows:
         cursor = encode_cursor([spec, *(_dump_key(v) for v in tuple(rows[-1])[1:])])
-    return Page([row[0] for row in rows], total, cursor)
+    return Page([row[0] for row in rows], total, cursor, exact)
+
+
+def count_up_to(
+    session: Session, statement: Select[Any], limit: int = COUNT_LIMIT
+) -> tuple[int, bool]:
+    """How many rows ``statement`` selects, counting at most ``limit``; and whether that is
+    all of them."""
+    capped = (
+        statement.with_only_columns(literal(1), maintain_column_froms=True)
+        .order_by(None)
+        .limit(limit + 1)
+    )
+    found = session.scalar(select(func.count()).select_from(capped.subquery())) or 0
+    return (found, True) if found <= limit else (limit, False)
+
+
+def _ordered(expr: SQLColumnExpression[Any], descending: bool, field: Field) -> Any:
+    ordered = expr.desc() if descending else expr.asc()
+    return ordered.nulls_last() if field.nullable else ordered
 
 
 def _after(
-    keys: Sequence[tuple[SQLColumnExpression[Any], bool, str]], values: Sequence[Any]
+    keys: Sequence[tuple[SQLColumnExpression[Any], bool, Field]], values: Sequence[Any]
 ) -> ColumnElement[bool]:
-    """Rows strictly after the cursor in the lexicographic order of ``keys``."""
+    """Rows strictly after the cursor in the lexicographic order of ``keys`` (nulls last)."""
     branches: list[ColumnElement[bool]] = []
-    for i, (expr, descending, _) in enumerate(keys):
+    for i, (expr, descending, field) in enumerate(keys):
         value = values[i]
         if value is None:
             continue  # nothing sorts strictly after a null within its null group
@@ -253,6 +280,8 @@ def _after(
             for (k, _, _), v in zip(keys[:i], values[:i], strict=True)
         ]
         beyond = expr < value if descending else expr > value
+        if field.nullable:
+            beyond = or_(beyond, expr.is_(None))
         branches.append(and_(*equal, beyond))
     return or_(*branches) if branches else false()
 

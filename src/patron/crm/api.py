@@ -81,12 +81,16 @@ def _contact_out(db: DB, person: Person) -> ContactOut:
 
 def _contact_page(db: DB, page: Page[Person]) -> ContactPage:
     items = _contacts_out(db, page.items)
-    return ContactPage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return ContactPage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 def _company_page(page: Page[Company]) -> CompanyPage:
     items = [CompanyOut.model_validate(c) for c in page.items]
-    return CompanyPage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return CompanyPage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 # --- contacts --------------------------------------------------------------------------
@@ -521,7 +525,9 @@ def list_deals(
     """Deals you may see, with filters, search, sort and keyset pages."""
     page = deals.list_deals(db, actor=actor, query=params, search=q, rotting=rotting)
     items = [_deal_out(db, d) for d in page.items]
-    return DealPage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return DealPage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 @router.get("/deals/export.csv", response_class=StreamingResponse)
@@ -599,7 +605,9 @@ def list_activities(
     `deal_id:eq:...`, `due_at:lt:...`), search, sort and keyset pages; newest first."""
     page = activities.list_activities(db, actor=actor, query=params, search=q)
     items = [ActivityOut.model_validate(a) for a in page.items]
-    return ActivityPage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return ActivityPage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 @router.get("/activities/export.csv", response_class=StreamingResponse)
@@ -732,6 +740,7 @@ def _timeline(
             for e in page.items
         ],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 

@@ -85,6 +85,9 @@ class CompanyOut(BaseModel):
 class CompanyPage(BaseModel):
     items: list[CompanyOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -155,6 +158,9 @@ class ContactOut(BaseModel):
 class ContactPage(BaseModel):
     items: list[ContactOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -307,6 +313,9 @@ class DealOut(BaseModel):
 class DealPage(BaseModel):
     items: list[DealOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -402,6 +411,9 @@ class ActivityOut(BaseModel):
 class ActivityPage(BaseModel):
     items: list[ActivityOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 

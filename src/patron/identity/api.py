@@ -127,6 +127,7 @@ def list_conflicts(
     return ConflictPage(
         items=[ConflictOut.model_validate(c) for c in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 
@@ -161,6 +162,7 @@ def list_match_candidates(
     return MatchCandidatePage(
         items=[MatchCandidateOut.model_validate(c) for c in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 

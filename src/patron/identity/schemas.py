@@ -94,6 +94,9 @@ class ConflictOut(BaseModel):
 class ConflictPage(BaseModel):
     items: list[ConflictOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -150,6 +153,9 @@ class MatchCandidateOut(BaseModel):
 class MatchCandidatePage(BaseModel):
     items: list[MatchCandidateOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 

@@ -79,6 +79,7 @@ def _timeline_out(page: Page[Event]) -> TimelinePage:
     return TimelinePage(
         items=[TimelineEntry.model_validate(e) for e in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 
@@ -116,6 +117,7 @@ def find_persons(
     return PersonPage(
         items=[PersonSummary.model_validate(p) for p in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 

@@ -31,6 +31,9 @@ class PersonSummary(BaseModel):
 class PersonPage(BaseModel):
     items: list[PersonSummary]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -50,6 +53,9 @@ class TimelineEntry(BaseModel):
 class TimelinePage(BaseModel):
     items: list[TimelineEntry]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 

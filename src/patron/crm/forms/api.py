@@ -56,7 +56,10 @@ def list_forms(
     page = service.list_forms(db, query=params)
     base = _base(request, runtime)
     return FormPage(
-        items=[_out(f, base) for f in page.items], total=page.total, next_cursor=page.next_cursor
+        items=[_out(f, base) for f in page.items],
+        total=page.total,
+        total_exact=page.total_exact,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -108,6 +111,7 @@ def list_submissions(
     return SubmissionPage(
         items=[SubmissionOut.model_validate(s) for s in page.items],
         total=page.total,
+        total_exact=page.total_exact,
         next_cursor=page.next_cursor,
     )
 

@@ -108,6 +108,9 @@ class FormOut(BaseModel):
 class FormPage(BaseModel):
     items: list[FormOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -140,6 +143,9 @@ class SubmissionOut(BaseModel):
 class SubmissionPage(BaseModel):
     items: list[SubmissionOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 

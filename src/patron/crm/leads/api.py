@@ -368,5 +368,8 @@ def assignment_log(
         db, actor=actor, query=params, person_id=person_id, owner_id=owner_id, team_id=team_id
     )
     return AssignmentLogPage(
-        items=_log_out(page.items), total=page.total, next_cursor=page.next_cursor
+        items=_log_out(page.items),
+        total=page.total,
+        total_exact=page.total_exact,
+        next_cursor=page.next_cursor,
     )

@@ -188,6 +188,9 @@ class AssignmentLogOut(BaseModel):
 class AssignmentLogPage(BaseModel):
     items: list[AssignmentLogOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 

@@ -91,7 +91,9 @@ def list_tickets(db: DB, actor: CurrentActor, params: ListParams, q: Search = No
     now = utcnow()
     page = service.list_tickets(db, actor=actor, query=params, search=q, now=now)
     items = [ticket_out(db, t, service.sla_view(db, t, now)) for t in page.items]
-    return TicketPage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return TicketPage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 @router.get("/tickets/export.csv", response_class=StreamingResponse)
@@ -135,7 +137,9 @@ def list_comments(
     tickets: admins, managers, support)."""
     page = service.list_comments(db, actor=actor, ticket_id=ticket_id, query=params)
     items = [CommentOut.model_validate(c) for c in page.items]
-    return CommentPage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return CommentPage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 @router.post(

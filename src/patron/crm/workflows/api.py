@@ -48,7 +48,9 @@ def _with_secret(rule: WorkflowRule, secret: str) -> RuleWithSecretOut:
 
 def _run_page(page: Page[WorkflowRun]) -> RunPage:
     items = [RunOut.model_validate(r) for r in page.items]
-    return RunPage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return RunPage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 @router.post(
@@ -68,7 +70,9 @@ def list_rules(db: DB, actor: CurrentActor, params: ListParams) -> RulePage:
     actor.require(Role.manager)
     page = service.list_rules(db, query=params)
     items = [_rule_out(r) for r in page.items]
-    return RulePage(items=items, total=page.total, next_cursor=page.next_cursor)
+    return RulePage(
+        items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
+    )
 
 
 @router.get("/workflow-rules/{rule_id}", response_model=RuleOut)

@@ -155,6 +155,9 @@ class RuleWithSecretOut(RuleOut):
 class RulePage(BaseModel):
     items: list[RuleOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
 
 
@@ -187,4 +190,7 @@ class RunOut(BaseModel):
 class RunPage(BaseModel):
     items: list[RunOut]
     total: int
+    total_exact: bool = Field(
+        True, description="False when total is only a lower bound: lists count up to 10,000."
+    )
     next_cursor: str | None
