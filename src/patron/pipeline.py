@@ -26,7 +26,7 @@ from patron.collect.imports import CUSTOM_VALUES, PERSON_CLASSIFIER, RECORD_KIND
 from patron.collect.models import Event, ProcessingCursor
 from patron.collect.service import record_event_keys
 from patron.core.clock import utcnow
-from patron.core.db import write_turn
+from patron.core.db import analyze, write_turn
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm import imports as crm_imports
@@ -40,6 +40,7 @@ from patron.crm.inbound import attach_waiting_activities
 from patron.crm.leads import jobs as leads
 from patron.crm.leads.assignment import TEAM_PREFERENCES
 from patron.crm.leads.scoring import mark_stale, merge_scores
+from patron.crm.search import forget_merged, index_persons
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.crm.tickets import jobs as ticket_jobs
 from patron.crm.workflows import engine as workflow_engine
@@ -79,16 +80,24 @@ INGEST_FIRST_SECONDS = 0.5
 def derive(session: Session, events: Sequence[Event], settings: Settings) -> None:
     """Resolve each event to its person, then update that person's profile and companies."""
     owners = resolve_events(session, events, settings)
-    refresh_visible(session, record_traits(session, events, owners))
+    traits_changed = record_traits(session, events, owners)
+    refresh_visible(session, traits_changed)
     update_computed(session, events, owners)
     record_groups(session, events, owners)
     record_custom_values(session, events, owners)
     attach_waiting_activities(session, events, owners)
+    # What a person is found by (names, emails, phones, companies) changes with their traits
+    # and with identify, alias and group calls; other events leave it alone.
+    linked = {owners[e.seq] for e in events if e.type in SEARCH_TYPES and e.seq in owners}
+    index_persons(session, traits_changed | linked)
 
 
-HOOKS.merged_many[:] = [move_traits, move_computed, move_links]
+# Messages that can change what a person is found by, besides their traits.
+SEARCH_TYPES = frozenset({"identify", "alias", "group"})
+
+HOOKS.merged_many[:] = [move_traits, move_computed, move_links, forget_merged]
 HOOKS.merged[:] = [fill_from_merged, merge_touches, merge_scores]
-HOOKS.after_merges[:] = [refresh_survivors, publish_survivors]
+HOOKS.after_merges[:] = [refresh_survivors, publish_survivors, index_persons]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links, mark_stale]
 HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]
@@ -126,6 +135,14 @@ JOBS.append(
 )
 JOBS.append(Job("forms", forms_every, run_form_jobs))
 JOBS.extend(Job(name, every, run) for name, every, run in leads.SCHEDULE)
+
+
+def _analyze(sessions: sessionmaker[Session], _settings: Settings) -> int:
+    analyze(sessions.kw["bind"])
+    return 1
+
+
+JOBS.append(Job("analyze", lambda settings: settings.analyze_interval_seconds, _analyze))
 # A lead from a web form with a team rule goes to that team first.
 TEAM_PREFERENCES[:] = [preferred_teams]
 

@@ -13,7 +13,13 @@ from typer.testing import CliRunner
 from patron.cli import app
 from patron.core.db import create_db_engine
 from patron.core.errors import DatabaseBehind
-from patron.core.migrations import alembic_config, current_revision, head_revision, upgrade
+from patron.core.migrations import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    include_name,
+    upgrade,
+)
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings
 from patron.models import metadata
@@ -53,7 +59,12 @@ def test_the_migrations_build_exactly_the_models(database_url: str, tmp_path: Pa
     engine = create_db_engine(Settings(database_url=database_url, data_dir=tmp_path))
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": False}
+            connection,
+            opts={
+                "compare_type": True,
+                "compare_server_default": False,
+                "include_name": include_name,
+            },
         )
         differences = compare_metadata(context, metadata)
     engine.dispose()

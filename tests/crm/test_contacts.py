@@ -153,3 +153,43 @@ def test_export_people_carries_crm_fields(
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0]["crm"]["lifecycle_stage"] == "opportunity"
+
+
+def test_search_follows_what_contacts_are_found_by(
+    client: TestClient, admin: User, make_person: MakePerson, tracker: Tracker
+) -> None:
+    """Search documents follow renames, links, merges and new identities; short words and
+    LIKE wildcards are matched literally."""
+    ann = make_person("ann@example.com", name="Ann Lee")
+    company = client.post("/v1/companies", json={"name": "Initech"}, headers=admin.headers).json()
+
+    def found(q: str, path: str = "/v1/contacts") -> list[str]:
+        answer = client.get(path, params={"q": q}, headers=admin.headers)
+        assert answer.status_code == 200, answer.text
+        return [p["id"] for p in answer.json()["items"]]
+
+    linked = client.put(
+        f"/v1/companies/{company['id']}/persons/{ann}", json={}, headers=admin.headers
+    )
+    assert linked.status_code == 204, linked.text
+    assert found("initech") == [ann]
+    assert found("initech", "/v1/companies") == [company["id"]]
+    client.patch(
+        f"/v1/companies/{company['id']}", json={"name": "Intertrode"}, headers=admin.headers
+    )
+    assert (found("initech"), found("intertrode")) == ([], [ann])
+    assert found("intertrode", "/v1/companies") == [company["id"]]
+    client.delete(f"/v1/companies/{company['id']}/persons/{ann}", headers=admin.headers)
+    assert found("intertrode") == []
+    # A second email arrives; then another person's history merges in.
+    tracker.send(
+        {"type": "identify", "userId": "u-ann@example.com", "traits": {"email": "al@work.io"}}
+    )
+    assert found("work.io") == [ann]
+    tracker.send({"type": "identify", "anonymousId": "tablet", "traits": {"name": "Tablet Annie"}})
+    assert len(found("annie")) == 1
+    tracker.send({"type": "identify", "userId": "u-ann@example.com", "anonymousId": "tablet"})
+    assert found("annie") == found("al@work") == [ann]  # the survivor, found once
+    assert found("le") == [ann]  # a short word is found too (by a scan)
+    assert found("a_n") == []
+    assert found("%") == []

@@ -75,6 +75,6 @@ class AuditPage(BaseModel):
     items: list[AuditEntryOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None

@@ -66,7 +66,7 @@ class ImportRejectionPage(BaseModel):
     items: list[ImportRejectionOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 

@@ -58,7 +58,7 @@ class EventPage(BaseModel):
     items: list[EventOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 
@@ -79,7 +79,7 @@ class RejectedPage(BaseModel):
     items: list[RejectedOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 

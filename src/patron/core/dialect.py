@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,6 +14,7 @@ from sqlalchemy import (
     FromClause,
     Insert,
     SQLColumnExpression,
+    String,
     Table,
     exists,
     func,
@@ -21,7 +23,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import coercions, roles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from patron.core.clock import as_utc
 
@@ -174,3 +179,48 @@ def seconds_between(
         # date_part is double precision; EXTRACT is numeric since PostgreSQL 14, and slower.
         return func.date_part("epoch", end - start)
     return (func.julianday(end) - func.julianday(start)) * 86400
+
+
+# --- JSON members as text, written out literally -----------------------------------------
+
+JSON_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+class JsonText(ColumnElement[str]):
+    """The text of a top-level member of a JSON column, with its key written into the SQL
+    rather than bound as a parameter, so that an index on the same expression serves
+    filters and sorts on it (SQLite matches index expressions only against literal SQL).
+
+    ``key`` must be a plain name (letters, digits, underscores): it is part of the SQL.
+    """
+
+    inherit_cache = True
+    type = String()
+    # What SQLAlchemy's statement cache and traversals see of it.
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("key_name", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, column: ColumnElement[Any] | Any, key: str) -> None:
+        if not JSON_KEY.match(key):
+            raise ValueError(f"not a plain JSON key: {key!r}")
+        self.column = coercions.expect(roles.ExpressionElementRole, column)
+        self.key_name = key
+
+
+@compiles(JsonText, "sqlite")
+def _json_text_sqlite(element: JsonText, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"CAST(json_extract({column}, '$.\"{element.key_name}\"') AS TEXT)"
+
+
+@compiles(JsonText, "postgresql")
+def _json_text_postgresql(element: JsonText, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"({column} ->> '{element.key_name}')"
+
+
+def json_text(column: Any, key: str) -> ColumnElement[str]:
+    """``column[key]`` as text (null when missing), indexable on both dialects."""
+    return JsonText(column, key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -11,6 +12,21 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from patron.core.errors import DatabaseBehind
+
+# What the models do not describe on purpose, because it is one dialect's (migration 0014):
+# SQLite's FTS5 index over search_documents with the shadow tables it keeps, and
+# PostgreSQL's trigram index over the same documents.
+UNMODELLED_TABLES = "search_fts"
+UNMODELLED_INDEXES = frozenset({"ix_search_documents_trgm"})
+
+
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """For autogenerate and comparisons: leave out what the models do not describe."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(UNMODELLED_TABLES)
+    return not (type_ == "index" and name in UNMODELLED_INDEXES)
 
 
 def migrations_dir() -> Path:

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         description="How often the idle processor runs incremental record linkage over "
         "persons created or changed since the last run; 0 turns it off.",
     )
+    analyze_interval_seconds: int = Field(
+        3600,
+        ge=0,
+        description="How often the idle processor refreshes the database's statistics "
+        "(ANALYZE), which its query planner needs to pick the indexes that keep lists fast "
+        "as tables grow; 0 turns it off (PostgreSQL's autovacuum does it too).",
+    )
     sla_check_seconds: float = Field(
         30,
         ge=0,

@@ -10,14 +10,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, move_shares, record_audit
 from patron.core.clock import utcnow
 from patron.core.errors import Conflict, InvalidInput, NotFound
-from patron.core.pagination import Field, ListQuery, Page, keyset_page
+from patron.core.pagination import COUNT_LIMIT, Field, ListQuery, Page, keyset_page
 from patron.crm import fields as custom_fields
+from patron.crm import search as search_index
 from patron.crm.access import (
     RECORD_TYPE,
     can_see_for,
@@ -35,6 +36,7 @@ from patron.crm.records import (
     snapshot,
     toggle_archived,
 )
+from patron.crm.search import SEARCH_COUNT_LIMIT
 from patron.crm.service import link_person
 from patron.crm.tickets.models import Ticket
 from patron.identity.models import Person
@@ -132,6 +134,7 @@ def create_company(session: Session, *, actor: Actor | None, values: Mapping[str
     company.custom = _custom(session, actor, {}, values.get("custom") or {})
     session.add(company)
     session.flush()
+    search_index.index_companies(session, [company.id])
     record_audit(
         session,
         actor=actor,
@@ -156,6 +159,8 @@ def update_company(
     company.updated_at = utcnow()
     session.flush()
     old, new = changed(before, snapshot(company, EDITABLE))
+    if "name" in new or "domain" in new:
+        search_index.index_companies(session, [company.id])
     if new:
         record_audit(
             session,
@@ -199,13 +204,20 @@ def list_companies(
     archived: bool = False,
 ) -> Page[Company]:
     """Companies ``actor`` may see, filtered, searched (name and domain), sorted, paged."""
-    statement = select(Company).where(
+    conditions = [
         Company.merged_into.is_(None),
         readable_companies(actor),
         Company.archived_at.is_not(None) if archived else Company.archived_at.is_(None),
+    ]
+    statement = select(Company).where(*conditions)
+    count_from = None
+    found = search_index.search_filter(
+        session, search_index.COMPANY, Company.id, search or "", entity=Company
     )
-    if search:
-        statement = statement.where(*_search_terms(search))
+    if found is not None:
+        statement = statement.where(found.condition)
+        if found.count_from is not None:
+            count_from = found.count_from.where(*conditions)
     return keyset_page(
         session,
         statement,
@@ -213,18 +225,9 @@ def list_companies(
         query=query,
         default_sort="name",
         tiebreak=BASE_FIELDS["id"],
+        count_from=count_from,
+        count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
-
-
-def _search_terms(search: str) -> list[ColumnElement[bool]]:
-    """Every word must appear in the name or the domain (case-insensitive)."""
-    return [
-        or_(
-            func.lower(Company.name).contains(word, autoescape=True),
-            Company.domain.contains(word, autoescape=True),
-        )
-        for word in search.lower().split()[:10]
-    ]
 
 
 def persons_of(
@@ -258,6 +261,7 @@ def link_person_to_company(
     role = role.strip()[:200] if role and role.strip() else None
     link_person(session, person.id, company.id, role=role, seq=None)
     session.flush()
+    search_index.index_persons(session, [person.id])
     record_audit(
         session,
         actor=actor,
@@ -277,6 +281,7 @@ def unlink_person(
     if link is None:
         raise NotFound("that person is not linked to this company", field="person_id")
     session.delete(link)
+    search_index.index_persons(session, [person_id])
     record_audit(
         session,
         actor=actor,
@@ -384,6 +389,7 @@ def merge_companies(
             update(model).where(model.company_id == merged.id).values(company_id=survivor.id)
         )
     move_shares(session, record_type=RECORD_TYPE, source=merged.id, target=survivor.id)
+    search_index.index_companies(session, [survivor.id, merged.id])
     # Companies merged into the merged one earlier now point straight at the survivor.
     session.execute(
         update(Company).where(Company.merged_into == merged.id).values(merged_into=survivor.id)

@@ -12,22 +12,24 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
 from patron.collect.messages import MessageError
 from patron.collect.models import Event, Source
 from patron.core.clock import utcnow
+from patron.core.dialect import json_text
 from patron.core.errors import InvalidInput
-from patron.core.pagination import Field, ListQuery, Page, keyset_page
+from patron.core.pagination import COUNT_LIMIT, Field, ListQuery, Page, keyset_page
 from patron.crm import events
 from patron.crm import fields as custom_fields
 from patron.crm.access import can_see_for
 from patron.crm.leads.models import LEAD_SCORE, PREDICTIVE_SCORE, score_column
-from patron.crm.models import Company, PersonCompany
+from patron.crm.models import PersonCompany
 from patron.crm.records import changed, check_owner, check_tags, snapshot, toggle_archived
-from patron.identity.models import Identity, Person
+from patron.crm.search import SEARCH_COUNT_LIMIT, search_filter
+from patron.identity.models import Person
 from patron.profiles.access import RECORD_TYPE, readable_persons, writable_person
 
 LIFECYCLE_STAGES = (
@@ -71,8 +73,8 @@ BASE_FIELDS: dict[str, Field] = {
     "lifecycle_stage": Field(Person.lifecycle_stage),
     "lead_status": Field(Person.lead_status),
     "tags": Field(Person.tags, "list", sortable=False),
-    "name": Field(Person.traits["name"].as_string()),
-    "email": Field(Person.traits["email"].as_string()),
+    "name": Field(json_text(Person.traits, "name")),
+    "email": Field(json_text(Person.traits, "email")),
     "first_seen": Field(Person.first_seen, "datetime", datetime.fromisoformat),
     "last_seen": Field(Person.last_seen, "datetime", datetime.fromisoformat),
     "created_at": Field(Person.created_at, "datetime", datetime.fromisoformat),
@@ -80,7 +82,7 @@ BASE_FIELDS: dict[str, Field] = {
     "archived_at": Field(Person.archived_at, "datetime", datetime.fromisoformat),
     # Campaign attribution (patron.crm.forms): `first_touch.utm_source:eq:newsletter`.
     **{
-        f"{touch}.{key}": Field(getattr(Person, touch)[key].as_string())
+        f"{touch}.{key}": Field(json_text(getattr(Person, touch), key))
         for touch in ("first_touch", "latest_touch")
         for key in TOUCH_KEYS
     },
@@ -102,7 +104,7 @@ def list_fields(session: Session, query: ListQuery | None = None) -> dict[str, F
     for name in mentioned:
         trait = name.removeprefix("traits.")
         if name.startswith("traits.") and TRAIT_NAME.match(trait):
-            out[name] = Field(Person.traits[trait].as_string())
+            out[name] = Field(json_text(Person.traits, trait))
     return out
 
 
@@ -116,16 +118,20 @@ def list_contacts(
     company_id: uuid.UUID | None = None,
 ) -> Page[Person]:
     """Live persons ``actor`` may see, filtered, searched, sorted and paged."""
-    statement = select(Person).where(
+    conditions = [
         Person.merged_into.is_(None),
         readable_persons(actor),
         Person.archived_at.is_not(None) if archived else Person.archived_at.is_(None),
-    )
+    ]
     if company_id is not None:
         linked = select(PersonCompany.person_id).where(PersonCompany.company_id == company_id)
-        statement = statement.where(Person.id.in_(linked))
-    if search:
-        statement = statement.where(*search_terms(search))
+        conditions.append(Person.id.in_(linked))
+    statement = select(Person).where(*conditions)
+    count_from = None
+    if search and (found := search_filter(session, RECORD_TYPE, Person.id, search, entity=Person)):
+        statement = statement.where(found.condition)
+        if found.count_from is not None:
+            count_from = found.count_from.where(*conditions)
     return keyset_page(
         session,
         statement,
@@ -133,37 +139,9 @@ def list_contacts(
         query=query,
         default_sort="-created_at",
         tiebreak=BASE_FIELDS["id"],
+        count_from=count_from,
+        count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
-
-
-def search_terms(search: str) -> list[ColumnElement[bool]]:
-    """Every word must match a name, an email, a phone or a company name of the person.
-
-    Plain case-insensitive substring matching, the same on SQLite and PostgreSQL.
-    """
-    return [_word(word) for word in search.lower().split()[:10]]
-
-
-def _word(word: str) -> ColumnElement[bool]:
-    names = [Person.traits[t].as_string() for t in ("name", "firstName", "lastName")]
-    digits = re.sub(r"[^\d]", "", word)
-    values = [Identity.value.contains(word, autoescape=True)]
-    if len(digits) >= 3:
-        values.append(Identity.value.contains(digits, autoescape=True))
-    identity = exists(
-        select(Identity.id).where(
-            Identity.person_id == Person.id, Identity.kind.in_(SEARCHED_KINDS), or_(*values)
-        )
-    )
-    company = exists(
-        select(PersonCompany.company_id)
-        .join(Company, Company.id == PersonCompany.company_id)
-        .where(
-            PersonCompany.person_id == Person.id,
-            func.lower(Company.name).contains(word, autoescape=True),
-        )
-    )
-    return or_(*(func.lower(n).contains(word, autoescape=True) for n in names), identity, company)
 
 
 def _cleaned(session: Session, changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.clock import utcnow
@@ -26,7 +35,13 @@ class Company(Base):
     __tablename__ = "companies"
     __table_args__ = (
         Index("ix_companies_owner", "owner_id", "created_at"),
-        Index("ix_companies_merged_into", "merged_into"),
+        Index("ix_companies_name", "name", "id"),
+        Index(
+            "ix_companies_merged_into",
+            "merged_into",
+            sqlite_where=text("merged_into IS NOT NULL"),
+            postgresql_where=text("merged_into IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -122,6 +137,8 @@ class Deal(Base):
     __tablename__ = "deals"
     __table_args__ = (
         Index("ix_deals_owner", "owner_id", "created_at"),
+        Index("ix_deals_created", "created_at", "id"),
+        Index("ix_deals_stage_amount", "stage_id", "amount", "id"),
         Index("ix_deals_pipeline_stage", "pipeline_id", "stage_id"),
         Index("ix_deals_person", "person_id"),
         Index("ix_deals_company", "company_id"),
@@ -230,3 +247,23 @@ class Activity(Base):
     email_message_id: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SearchDocument(Base):
+    """The text a contact or a company is found by (``patron.crm.search``): a person's
+    names, emails, phones and company names; a company's name and domain.
+
+    Indexed for substring search: on SQLite by the FTS5 tables ``search_fts_<kind>`` (trigram
+    tokens, kept in step by triggers), on PostgreSQL by a pg_trgm GIN index. Both are made
+    by migration 0014; the models know only this table.
+    """
+
+    __tablename__ = "search_documents"
+    __table_args__ = (
+        UniqueConstraint("record_type", "record_id", name="uq_search_documents_record"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    record_type: Mapped[str] = mapped_column(String(10))
+    record_id: Mapped[uuid.UUID]
+    document: Mapped[str] = mapped_column(Text, default="")

@@ -14,6 +14,7 @@ from patron.collect.models import Event
 from patron.core.clock import utcnow
 from patron.crm.access import live_company, readable_companies
 from patron.crm.models import Company, PersonCompany
+from patron.crm.search import index_companies
 
 
 def record_groups(
@@ -28,6 +29,7 @@ def record_groups(
         c.group_id: live_company(session, c.id) if c.merged_into else c
         for c in session.scalars(select(Company).where(Company.group_id.in_(keys)))
     }
+    renamed: set[str] = set()
     for e in groups:
         group_id = str(e.payload.get("groupId"))
         traits: dict[str, Any] = e.payload.get("traits") or {}
@@ -36,14 +38,19 @@ def record_groups(
             company = Company(group_id=group_id, traits={})
             session.add(company)
             companies[group_id] = company
+            renamed.add(group_id)
         company.traits = {**company.traits, **traits}
-        if isinstance(traits.get("name"), str):
+        if isinstance(traits.get("name"), str) and company.name != traits["name"][:300]:
             company.name = traits["name"][:300]
+            renamed.add(group_id)
         company.updated_at = utcnow()
         person = owners.get(e.seq)
         if person is not None:
             session.flush()
             link_person(session, person, company.id, role=_role(e), seq=e.seq)
+    # New or renamed companies are found by their name, and so are the people at them.
+    session.flush()
+    index_companies(session, [companies[g].id for g in renamed])
 
 
 def _role(event: Event) -> str | None:

@@ -10,10 +10,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.clock import utcnow
+from patron.core.dialect import json_text
 from patron.core.models import Base, BigIntPK
 
 
@@ -22,8 +23,17 @@ class Person(Base):
 
     __tablename__ = "persons"
     __table_args__ = (
-        Index("ix_persons_merged_into", "merged_into"),
-        Index("ix_persons_owner", "owner_id", "created_seq"),
+        # Only merged persons are in it: ``merged_into IS NULL`` (every list) must not
+        # look selective to the planner, and the pointers are what lookups need.
+        Index(
+            "ix_persons_merged_into",
+            "merged_into",
+            sqlite_where=text("merged_into IS NOT NULL"),
+            postgresql_where=text("merged_into IS NOT NULL"),
+        ),
+        # A sales user's contacts, newest first; and everyone's (the default list order).
+        Index("ix_persons_owner", "owner_id", "created_at", "id"),
+        Index("ix_persons_created", "created_at", "id"),
         Index("ix_persons_lifecycle_stage", "lifecycle_stage"),
     )
 
@@ -49,6 +59,14 @@ class Person(Base):
     # patron.crm.forms like the CRM fields: the first touch is never overwritten.
     first_touch: Mapped[dict[str, Any] | None]
     latest_touch: Mapped[dict[str, Any] | None]
+
+
+# Contacts sorted (and filtered) by name: the expression the list sorts by, indexed.
+Index(
+    "ix_persons_name",
+    json_text(Person.__table__.c.traits, "name"),
+    Person.__table__.c.id,
+)
 
 
 class Identity(Base):

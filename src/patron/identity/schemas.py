@@ -95,7 +95,7 @@ class ConflictPage(BaseModel):
     items: list[ConflictOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 
@@ -154,7 +154,7 @@ class MatchCandidatePage(BaseModel):
     items: list[MatchCandidateOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 

@@ -32,7 +32,7 @@ class PersonPage(BaseModel):
     items: list[PersonSummary]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 
@@ -54,7 +54,7 @@ class TimelinePage(BaseModel):
     items: list[TimelineEntry]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 

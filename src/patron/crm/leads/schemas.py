@@ -189,7 +189,7 @@ class AssignmentLogPage(BaseModel):
     items: list[AssignmentLogOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 

@@ -96,7 +96,7 @@ class TicketPage(BaseModel):
     items: list[TicketOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 
@@ -126,7 +126,7 @@ class CommentPage(BaseModel):
     items: list[CommentOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 

@@ -156,7 +156,7 @@ class RulePage(BaseModel):
     items: list[RuleOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None
 
@@ -191,6 +191,6 @@ class RunPage(BaseModel):
     items: list[RunOut]
     total: int
     total_exact: bool = Field(
-        True, description="False when total is only a lower bound: lists count up to 10,000."
+        True, description="False when total is only a lower bound: lists count up to 1,000."
     )
     next_cursor: str | None

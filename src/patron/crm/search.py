@@ -1,0 +1,262 @@
+"""Finding contacts and companies by words: every word must be found in the record's search
+document (a substring, in any case).
+
+A person's document holds their names (the visible ``name``, ``firstName`` and
+``lastName`` traits), every email and phone identity, and the names of their companies; a
+company's, its name and domain. Documents are built in SQL from those records, refreshed
+for the persons each processing batch touched and for the records the CRM changes, and
+indexed for substring search: SQLite's FTS5 trigram index, PostgreSQL's pg_trgm. A word of
+fewer than three characters is still found, by a scan of the documents.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import column, table
+
+from patron.core.dialect import dialect_insert, dialect_name, json_text
+from patron.core.pagination import COUNT_LIMIT
+from patron.crm.models import Company, PersonCompany, SearchDocument
+from patron.identity.models import Identity, Person
+
+PERSON, COMPANY = "person", "company"
+SEARCHED_KINDS = ("email", "phone")
+NAME_TRAITS = ("name", "firstName", "lastName")
+MAX_WORDS = 10
+CHUNK = 500
+
+
+def _fts(record_type: str) -> Any:
+    """The FTS5 table over the documents of one kind (SQLite only; made by migration 0014)."""
+    return table(f"search_fts_{record_type}", column("rowid"), column("document"))
+
+
+SEPARATOR = "\n"
+
+
+def _joined(parts: Sequence[ColumnElement[Any]]) -> ColumnElement[str]:
+    """The non-null parts, one a line."""
+    joined: ColumnElement[str] = func.coalesce(parts[0], "")
+    for part in parts[1:]:
+        joined = joined + SEPARATOR + func.coalesce(part, "")
+    return joined
+
+
+def _aggregated(value: Any, dialect: str) -> Any:
+    if dialect == "postgresql":
+        return func.string_agg(value, SEPARATOR)
+    return func.group_concat(value, SEPARATOR)
+
+
+Documents = Select[str, uuid.UUID, str]
+
+
+def _person_documents(dialect: str) -> Documents:
+    identities = (
+        select(_aggregated(Identity.value, dialect))
+        .where(Identity.person_id == Person.id, Identity.kind.in_(SEARCHED_KINDS))
+        .scalar_subquery()
+    )
+    companies = (
+        select(_aggregated(Company.name, dialect))
+        .join(PersonCompany, PersonCompany.company_id == Company.id)
+        .where(PersonCompany.person_id == Person.id)
+        .scalar_subquery()
+    )
+    names = [json_text(Person.traits, name) for name in NAME_TRAITS]
+    return select(literal(PERSON), Person.id, _joined([*names, identities, companies])).where(
+        Person.merged_into.is_(None)
+    )
+
+
+def _company_documents() -> Documents:
+    fields: list[ColumnElement[Any]] = [Company.__table__.c.name, Company.__table__.c.domain]
+    return select(literal(COMPANY), Company.id, _joined(fields)).where(
+        Company.merged_into.is_(None)
+    )
+
+
+def _upsert(session: Session, documents: Documents) -> None:
+    insert = dialect_insert(session, SearchDocument.__table__)
+    statement = insert.from_select(["record_type", "record_id", "document"], documents)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["record_type", "record_id"],
+            set_={"document": statement.excluded.document},
+        )
+    )
+
+
+def index_persons(session: Session, person_ids: Iterable[uuid.UUID]) -> None:
+    """Build the documents of these persons again (a merged one's is removed)."""
+    ids = sorted(set(person_ids), key=str)
+    if not ids:
+        return
+    session.flush()
+    dialect = dialect_name(session)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        session.execute(
+            delete(SearchDocument).where(
+                SearchDocument.record_type == PERSON, SearchDocument.record_id.in_(chunk)
+            )
+        )
+        _upsert(session, _person_documents(dialect).where(Person.id.in_(chunk)))
+
+
+def forget_merged(session: Session, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Merge hook: a merged person is found through its survivor, not on its own."""
+    merged = [m for _, m in pairs]
+    for start in range(0, len(merged), CHUNK):
+        session.execute(
+            delete(SearchDocument).where(
+                SearchDocument.record_type == PERSON,
+                SearchDocument.record_id.in_(merged[start : start + CHUNK]),
+            )
+        )
+
+
+def index_companies(session: Session, company_ids: Iterable[uuid.UUID]) -> None:
+    """Build the documents of these companies again, and of the persons linked to them
+    (whose documents hold their companies' names)."""
+    ids = sorted(set(company_ids), key=str)
+    if not ids:
+        return
+    session.flush()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        session.execute(
+            delete(SearchDocument).where(
+                SearchDocument.record_type == COMPANY, SearchDocument.record_id.in_(chunk)
+            )
+        )
+        _upsert(session, _company_documents().where(Company.id.in_(chunk)))
+        linked = select(PersonCompany.person_id).where(PersonCompany.company_id.in_(chunk))
+        index_persons(session, list(session.scalars(linked)))
+
+
+def reindex(session: Session) -> int:
+    """Build every document again (after a bulk load that went around processing);
+    returns how many there are."""
+    session.execute(delete(SearchDocument))
+    _upsert(session, _person_documents(dialect_name(session)))
+    _upsert(session, _company_documents())
+    return session.scalar(select(func.count()).select_from(SearchDocument)) or 0
+
+
+@dataclass(frozen=True)
+class Found:
+    """How a list keeps the records that match a search.
+
+    ``condition`` goes on the list's own statement. When few records match, it is an
+    ``IN`` over their ids (the list sorts those few); when many do, a check per row, so
+    that the list walks its own order (an index) and stops at a page, instead of sorting
+    every match. ``count_from`` is then the cheaper way to count them: the matches in
+    the index's order, joined to the records (the list adds its own conditions to it).
+    """
+
+    condition: ColumnElement[bool]
+    count_from: Select[Any] | None = None
+
+
+# Above this many matching documents a search is "dense" (see :class:`Found`).
+DENSE = 2_000
+# A search's matches are counted up to this many ("1,000+" beyond), like every list's.
+SEARCH_COUNT_LIMIT = COUNT_LIMIT
+
+
+def search_filter(
+    session: Session,
+    record_type: str,
+    record_id: Any,
+    search: str,
+    *,
+    entity: Any,
+) -> Found | None:
+    """How a list of ``entity`` (whose id is ``record_id``) keeps the records of
+    ``record_type`` whose document holds every word of ``search``; None without words."""
+    words = search.split()[:MAX_WORDS]
+    if not words:
+        return None
+    documents = _documents_matching(session, record_type, words)
+    probe = select(func.count()).select_from(documents.limit(DENSE + 1).subquery())
+    if (session.scalar(probe) or 0) <= DENSE:
+        ids = documents.with_only_columns(SearchDocument.record_id)
+        return Found(record_id.in_(ids))
+    # Checked row by row, a document is read by its key and its text tested: cheaper than
+    # asking the text index about one document at a time.
+    postgres = dialect_name(session) == "postgresql"
+    per_row = select(literal(1)).where(
+        SearchDocument.record_type == record_type,
+        SearchDocument.record_id == record_id,
+        *(_any_variant(w, _ilike if postgres else _like) for w in words),
+    )
+    matched = documents.subquery("matched")
+    count_from = select(entity).join_from(matched, entity, record_id == matched.c.record_id)
+    return Found(exists(per_row), count_from)
+
+
+def _documents_matching(
+    session: Session, record_type: str, words: Sequence[str]
+) -> Select[int, uuid.UUID]:
+    """The documents of ``record_type`` holding every word (their ids and record ids)."""
+    statement: Select[int, uuid.UUID] = select(SearchDocument.id, SearchDocument.record_id).where(
+        SearchDocument.record_type == record_type
+    )
+    if dialect_name(session) == "postgresql":
+        return statement.where(*(_any_variant(w, _ilike) for w in words))
+    indexed = [w for w in words if len(w) >= TRIGRAM]
+    for word in (w for w in words if len(w) < TRIGRAM):
+        statement = statement.where(SearchDocument.document.contains(word, autoescape=True))
+    if not indexed:
+        return statement
+    query = " AND ".join("(" + " OR ".join(_phrase(v) for v in _variants(w)) + ")" for w in indexed)
+    fts = _fts(record_type)
+    return statement.join(fts, fts.c.rowid == SearchDocument.id).where(
+        literal_column(fts.name).op("MATCH")(query)
+    )
+
+
+# FTS5's trigram index finds words of at least this many characters.
+TRIGRAM = 3
+
+
+def _variants(word: str) -> list[str]:
+    # A word with punctuation may be a phone number written another way: its digits count.
+    digits = re.sub(r"[^\d]", "", word)
+    return [word] + ([digits] if len(digits) >= TRIGRAM and digits != word else [])
+
+
+def _phrase(word: str) -> str:
+    """A word as an FTS5 phrase: literal, whatever it holds."""
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _like(word: str) -> ColumnElement[bool]:
+    # SQLite's LIKE ignores the case of ASCII letters, as the trigram index does.
+    return SearchDocument.document.contains(word, autoescape=True)
+
+
+def _ilike(word: str) -> ColumnElement[bool]:
+    return SearchDocument.document.icontains(word, autoescape=True)
+
+
+def _any_variant(word: str, test: Any) -> ColumnElement[bool]:
+    return or_(*(test(v) for v in _variants(word)))
