@@ -238,6 +238,7 @@ def seed(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     # The bulk load went around processing: build the search documents and the planner's
     # statistics as processing and Patron's hourly ANALYZE job would have.
     indexed = time.perf_counter()
+    analyze(runtime.engine)
     with runtime.sessions() as session, session.begin():
         reindex(session)
     analyze(runtime.engine)

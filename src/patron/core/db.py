@@ -303,6 +303,8 @@ class GroupCommitter:
 # larger, is read by its sequence and needs none.
 ANALYZED_TABLES = (
     "persons",
+    "identities",
+    "person_companies",
     "companies",
     "deals",
     "activities",
