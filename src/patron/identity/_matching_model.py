@@ -10,6 +10,7 @@ of different persons do.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ PREPARED_COLUMNS = (
     "first_name",
     "last_name",
     "first_initial",
+    "first_name_groups",
     "email",
     "email_local",
     "email_handle",
@@ -31,6 +33,7 @@ PREPARED_COLUMNS = (
     "city",
     "postcode",
     "postcode_area",
+    "address",
 )
 
 
@@ -43,6 +46,9 @@ class Level:
     tf_column: str | None = None
     # Neither EM nor u sampling may move it: m = u makes the level neutral (weight 0).
     fixed: bool = False
+    # u is not sampled but derived after training from other levels' u: the product over
+    # the (comparison, levels) given of the sum of those levels' u. EM still learns m.
+    u_from: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,36 +70,238 @@ def _null(*columns: str) -> str:
     return " OR ".join(f"{c}_l IS NULL OR {c}_r IS NULL" for c in columns)
 
 
+def _none_in_common(columns: tuple[str, ...]) -> str:
+    """No column is present on both sides."""
+    return " AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in columns)
+
+
+_ADDRESS = ("street", "city", "postcode")
+
+
 def _jw(column: str, threshold: float) -> str:
     return f"jaro_winkler_similarity({column}_l, {column}_r) >= {threshold}"
 
 
-def _name(field: str, other: str, *, counts_swap: bool) -> Comparison:
-    swapped = f"{field}_l = {other}_r AND {other}_l = {field}_r"
-    return Comparison(
-        field=field,
-        null_sql=_null(field),
-        levels=(
-            Level("exact", f"{field}_l = {field}_r", 0.85, 0.01, tf_column=field),
-            # First and last name entered the other way round. Counted once, under the
-            # first name (the last name's level is neutral), and with fixed parameters:
-            # random sampling puts its u near zero and both names' frequencies would
-            # be needed to correct it, so learnt it would outweigh an exact full name
-            # ("Smith Donald" for any Donald Smith). Here it is worth about as much as
-            # one exact common name, less than both names agreeing in place.
-            Level("swapped", swapped, 0.04, 0.0005, fixed=True)
-            if counts_swap
-            else Level("swapped (counted under the first name)", swapped, 0.04, 0.04, fixed=True),
-            Level("jaro-winkler >= 0.92", _jw(field, 0.92), 0.06, 0.005),
-            Level("jaro-winkler >= 0.80", _jw(field, 0.80), 0.03, 0.04),
-            Level("else", "ELSE", 0.02, 0.945),
-        ),
+# Given names and their common English nicknames, diminutives and spellings, one group a
+# line: two first names agree at the "nickname or variant" level when some line holds both.
+# A name may be on several lines (Chris: Christopher, Christine, Christina). Written for
+# this module from general knowledge of English naming; extend it for other languages.
+GIVEN_NAME_VARIANTS = """
+abigail abby abbie gail
+albert al bert bertie
+alexander alex alec alexis sandy xander
+alexandra alex alexa alexis sandra sandy sasha lexi
+alfred alf alfie fred
+alice ali allie alison
+amanda mandy manda
+andrew andy drew
+ann anne anna annie anita nan nancy hannah
+anthony tony ant
+arthur art artie
+barbara barb babs barbie
+benjamin ben benny benji
+bernard bernie barney
+beverly bev
+bradley brad
+bridget biddy bridie
+caroline carol carrie caro lina
+carolyn carol carrie lynn
+catherine katherine kathryn katharine cathy kathy kate katie cate kat kitty
+charles charlie chuck chas chaz
+charlotte lottie charlie lotte
+christian chris christie
+christina chris tina christine chrissy kristina kristine
+christopher chris kit topher
+clifford cliff
+cynthia cindy
+daniel dan danny
+danielle dani elle
+david dave davy davey
+deborah debbie deb debra debby
+dennis denny
+diana di diane dianne
+donald don donny
+dorothy dot dottie dolly dora
+douglas doug
+edward ed eddie ted teddy ned
+eleanor ellie elle nell nora leonora elinor
+elizabeth liz lizzie lisa beth betty bet bess bessie eliza elsie libby
+emily em emmy emma
+eugene gene
+evelyn eve evie
+frances fran fanny frankie
+francis frank frankie
+frederick fred freddie freddy
+gabriel gabe
+gerald gerry jerry
+geoffrey jeffrey geoff jeff
+gregory greg
+harold harry hal
+helen helena nell nellie ellen
+henry harry hank hal
+isabella isabel isobel izzy bella belle
+jacob jake jack
+jacqueline jackie jacqui
+james jim jimmy jamie jimbo
+jane jenny janet jan
+janet jan jenny
+jeffrey jeff
+jennifer jen jenny jenn
+jeremy jerry jez
+jessica jess jessie
+joan jo
+joanne joanna jo
+john jack johnny jon jonny
+jonathan jon jonny
+joseph joe joey jo
+josephine jo josie
+joshua josh
+joyce joy
+judith judy jude
+katherine kate kathy katie kat
+kathleen kathy kath kate
+kenneth ken kenny
+kimberly kim kimberley
+lawrence laurence larry laurie
+leonard len lenny leo
+louis lou louie lewis
+madeleine madeline madison maddie maddy
+margaret maggie meg peggy marge margie madge greta
+martha marty mattie patty
+martin marty
+mary molly polly mae marie maria mamie
+matthew matt matty
+melissa mel missy lissa
+michael mike mikey mick micky mickey
+nathan nate nat
+nathaniel nathan nate nat
+nicholas nick nicky nico
+nicole nicky nikki
+oliver ollie
+olivia liv livvy
+pamela pam
+patricia pat patty patsy trish tricia
+patrick pat paddy
+peter pete
+philip phillip phil pip
+rachel rach
+raymond ray
+rebecca becky becca
+richard dick rick ricky rich richie
+robert bob bobby rob robbie bert
+ronald ron ronnie
+samantha sam sammy
+samuel sam sammy
+sandra sandy
+sarah sara sally sadie
+sophia sophie
+stephanie steph stephie
+stephen steven steve stevie
+susan sue susie suzanne suzy
+terence terrence terry
+teresa theresa terry tess tessa tessie
+thomas tom tommy
+timothy tim timmy
+victoria vicky vicki vic tori
+vincent vince vinny
+virginia ginny ginger
+walter walt wally
+william bill billy will willy liam
+zachary zach zack
+"""
+
+
+def _variant_rows() -> list[tuple[str, int]]:
+    """(name, group) for every name of every group above."""
+    return [
+        (name, group)
+        for group, line in enumerate(GIVEN_NAME_VARIANTS.strip().splitlines())
+        for name in line.split()
+    ]
+
+
+GIVEN_NAME_ROWS = tuple(_variant_rows())
+
+
+def _typo(column: str) -> str:
+    """One letter left out, added, changed, or two neighbours swapped (Damerau's four)."""
+    return f"damerau_levenshtein({column}_l, {column}_r) <= 1"
+
+
+def _swapped(*, similar: bool) -> str:
+    if not similar:
+        return "first_name_l = last_name_r AND last_name_l = first_name_r"
+    return (
+        "jaro_winkler_similarity(first_name_l, last_name_r) >= 0.88"
+        " AND jaro_winkler_similarity(last_name_l, first_name_r) >= 0.88"
     )
 
 
+_CLOSE = ("exact", "one typo", "jaro-winkler >= 0.92")
+
+# First and last name entered the other way round are counted once, under the first name
+# (the last name's level is neutral). Random sampling almost never meets a swapped pair, so
+# its u is derived instead: a chance swap (A's first name is B's last and A's last is B's
+# first) is no likelier than both names agreeing in place, u(first exact) x u(last exact)
+# (Cauchy-Schwarz, names drawn independently), so the swap counts for at most what an
+# exact full name of average frequency does, less the rarity of the slip itself (m).
+# Common names that are also surnames (Thomas James) are why it is not counted for more.
+FIRST_NAME = Comparison(
+    field="first_name",
+    null_sql=_null("first_name"),
+    levels=(
+        Level("exact", "first_name_l = first_name_r", 0.85, 0.01, tf_column="first_name"),
+        Level(
+            "swapped",
+            _swapped(similar=False),
+            0.04,
+            0.0005,
+            u_from=(("first_name", ("exact",)), ("last_name", ("exact",))),
+        ),
+        # Bill and William, Peggy and Margaret: see GIVEN_NAME_VARIANTS.
+        Level(
+            "nickname or variant",
+            "list_has_any(first_name_groups_l, first_name_groups_r)",
+            0.04,
+            0.001,
+        ),
+        Level("one typo", _typo("first_name"), 0.05, 0.002),
+        Level("jaro-winkler >= 0.92", _jw("first_name", 0.92), 0.03, 0.003),
+        Level(
+            "swapped, with a typo",
+            _swapped(similar=True),
+            0.02,
+            0.0005,
+            u_from=(("first_name", _CLOSE), ("last_name", _CLOSE)),
+        ),
+        Level("jaro-winkler >= 0.80", _jw("first_name", 0.80), 0.03, 0.04),
+        Level("else", "ELSE", 0.02, 0.945),
+    ),
+)
+
+LAST_NAME = Comparison(
+    field="last_name",
+    null_sql=_null("last_name"),
+    levels=(
+        Level("exact", "last_name_l = last_name_r", 0.85, 0.01, tf_column="last_name"),
+        Level(
+            "swapped (counted under the first name)",
+            f"({_swapped(similar=False)}) OR ({_swapped(similar=True)})",
+            0.04,
+            0.04,
+            fixed=True,
+        ),
+        Level("one typo", _typo("last_name"), 0.05, 0.002),
+        Level("jaro-winkler >= 0.92", _jw("last_name", 0.92), 0.03, 0.003),
+        Level("jaro-winkler >= 0.80", _jw("last_name", 0.80), 0.03, 0.04),
+        Level("else", "ELSE", 0.02, 0.945),
+    ),
+)
+
+
 COMPARISONS: tuple[Comparison, ...] = (
-    _name("first_name", "last_name", counts_swap=True),
-    _name("last_name", "first_name", counts_swap=False),
+    FIRST_NAME,
+    LAST_NAME,
     Comparison(
         field="email",
         null_sql=_null("email"),
@@ -139,44 +347,51 @@ COMPARISONS: tuple[Comparison, ...] = (
         null_sql=_null("birth_date"),
         levels=(
             Level("exact", "birth_date_l = birth_date_r", 0.92, 0.0001),
+            # Day and month in the other order (an American form, a European clerk): a
+            # slip that random dates almost never make, so worth nearly an exact date.
             Level(
-                "one field off or day and month swapped",
+                "day and month swapped",
+                "birth_year_l = birth_year_r AND birth_month_l = birth_day_r"
+                " AND birth_day_l = birth_month_r",
+                0.02,
+                0.00002,
+            ),
+            # One digit mistyped or two neighbours transposed (1985 for 1958).
+            Level(
+                "one digit off",
+                "damerau_levenshtein(birth_date_l, birth_date_r) <= 1",
+                0.03,
+                0.001,
+            ),
+            Level(
+                "one field off",
                 "(CAST(birth_year_l = birth_year_r AS INT)"
                 " + CAST(birth_month_l = birth_month_r AS INT)"
-                " + CAST(birth_day_l = birth_day_r AS INT)) = 2"
-                " OR (birth_year_l = birth_year_r AND birth_month_l = birth_day_r"
-                " AND birth_day_l = birth_month_r)",
-                0.06,
+                " + CAST(birth_day_l = birth_day_r AS INT)) = 2",
+                0.03,
                 0.005,
             ),
-            Level("else", "ELSE", 0.02, 0.9949),
+            Level("else", "ELSE", 0.02, 0.9939),
         ),
     ),
+    # One comparison for the whole address: street, town and postcode change together when
+    # a person moves, so scored apart they would count one move three times over (about
+    # -10 bits where the move is worth -2.5), and the same address three times over too.
     Comparison(
-        field="postcode",
-        null_sql=_null("postcode"),
+        field="address",
+        null_sql=f"address_l IS NULL OR address_r IS NULL OR ({_none_in_common(_ADDRESS)})",
         levels=(
-            Level("exact", "postcode_l = postcode_r", 0.8, 0.0005),
-            Level("same area", "postcode_area_l = postcode_area_r", 0.05, 0.01),
-            Level("else", "ELSE", 0.15, 0.9895),
-        ),
-    ),
-    Comparison(
-        field="city",
-        null_sql=_null("city"),
-        levels=(
-            Level("exact", "city_l = city_r", 0.85, 0.05, tf_column="city"),
-            Level("jaro-winkler >= 0.90", _jw("city", 0.90), 0.03, 0.01),
-            Level("else", "ELSE", 0.12, 0.94),
-        ),
-    ),
-    Comparison(
-        field="street",
-        null_sql=_null("street"),
-        levels=(
-            Level("jaro-winkler >= 0.95", _jw("street", 0.95), 0.75, 0.0005),
-            Level("jaro-winkler >= 0.85", _jw("street", 0.85), 0.08, 0.02),
-            Level("else", "ELSE", 0.17, 0.9795),
+            Level(
+                "same street and postcode",
+                f"postcode_l = postcode_r AND {_jw('street', 0.9)}",
+                0.5,
+                0.00001,
+            ),
+            Level("same postcode", "postcode_l = postcode_r", 0.15, 0.0005),
+            Level("same street and town", f"city_l = city_r AND {_jw('street', 0.9)}", 0.1, 0.0005),
+            Level("same town", "city_l = city_r", 0.05, 0.03, tf_column="city"),
+            Level("same postcode area", "postcode_area_l = postcode_area_r", 0.02, 0.01),
+            Level("else", "ELSE", 0.18, 0.96),
         ),
     ),
 )
@@ -193,6 +408,8 @@ PREDICTION_BLOCKING_RULES = (
     "l.first_name = r.last_name AND l.last_name = r.first_name",
     "l.birth_date = r.birth_date",
     "l.postcode = r.postcode AND l.first_initial = r.first_initial",
+    # One address (house number and street in a town): the household, whatever the names.
+    "l.street = r.street AND l.city = r.city",
 )
 
 # EM runs once per rule; a rule's own columns cannot be estimated from its pairs, so the
@@ -229,8 +446,28 @@ def settings_dict(prior: float, *, term_frequencies: bool = True) -> dict[str, A
         "blocking_rules_to_generate_predictions": [
             {"blocking_rule": rule} for rule in PREDICTION_BLOCKING_RULES
         ],
-        "comparisons": [_comparison_dict(c, term_frequencies) for c in COMPARISONS],
+        "comparisons": derive_u([_comparison_dict(c, term_frequencies) for c in COMPARISONS]),
     }
+
+
+def derive_u(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set the u of every level that has ``u_from`` from the other levels' u (in place)."""
+    u = {
+        (c["output_column_name"], lv["label_for_charts"]): lv.get("u_probability")
+        for c in comparisons
+        for lv in c["comparison_levels"]
+    }
+    for comparison, spec in zip(comparisons, COMPARISONS, strict=True):
+        for entry, level in zip(comparison["comparison_levels"][1:], spec.levels, strict=True):
+            if level.u_from:
+                entry["u_probability"] = (
+                    math.prod(
+                        sum(u[(field, label)] or 0.0 for label in labels)
+                        for field, labels in level.u_from
+                    )
+                    or level.u
+                )
+    return comparisons
 
 
 def _comparison_dict(comparison: Comparison, term_frequencies: bool) -> dict[str, Any]:
@@ -246,6 +483,8 @@ def _comparison_dict(comparison: Comparison, term_frequencies: bool) -> dict[str
         }
         if level.fixed:
             entry["fix_m_probability"] = entry["fix_u_probability"] = True
+        elif level.u_from:
+            entry["fix_u_probability"] = True
         if level.tf_column is not None and term_frequencies:
             entry["tf_adjustment_column"] = level.tf_column
             entry["tf_adjustment_weight"] = 1.0

@@ -36,8 +36,10 @@ from patron.identity._matching_model import (
     DEFAULT_PRIOR_PER_RECORD,
     DETERMINISTIC_RECALL,
     DETERMINISTIC_RULES,
+    GIVEN_NAME_ROWS,
     TRAINING_BLOCKING_RULES,
     Comparison,
+    derive_u,
     settings_dict,
 )
 
@@ -192,10 +194,12 @@ WITH clean AS (
             AS city,
         NULLIF(regexp_replace(upper(postcode), '[^A-Z0-9]', '', 'g'), '') AS postcode
     FROM raw_persons
-)
+),
+variants AS (SELECT name, list(grp ORDER BY grp) AS groups FROM given_names GROUP BY name)
 SELECT
     unique_id, is_new, first_name, last_name,
     left(first_name, 1) AS first_initial,
+    (SELECT groups FROM variants WHERE name = first_name) AS first_name_groups,
     email,
     email_local,
     -- What the local part says beyond the names (jclark17 -> j17, john.kelly -> nothing).
@@ -210,7 +214,9 @@ SELECT
     day(birth_date) AS birth_day,
     street, city, postcode,
     CASE WHEN length(postcode) >= 5 THEN left(postcode, length(postcode) - 3) END
-        AS postcode_area
+        AS postcode_area,
+    -- Shown as the address's evidence; the comparison reads its parts.
+    NULLIF(concat_ws(', ', street, city, postcode), '') AS address
 FROM clean
 ORDER BY unique_id
 """
@@ -244,8 +250,14 @@ def _session(
     con = duckdb.connect(":memory:", config={"temp_directory": spill.name})
     try:
         con.register("raw_persons", table)
+        names, groups = zip(*GIVEN_NAME_ROWS, strict=True)
+        con.register(
+            "given_names",
+            pa.table({"name": pa.array(names, pa.string()), "grp": pa.array(groups, pa.int32())}),
+        )
         con.execute(_PREPARE_SQL)
         con.unregister("raw_persons")
+        con.unregister("given_names")
         api = DuckDBAPI(con)
         yield api, api.register("persons", table_name="persons_input")
     finally:
@@ -321,16 +333,43 @@ def _sanitised(model: dict[str, Any], prior: float) -> dict[str, Any]:
             for key in ("m_probability", "u_probability"):
                 if key in default_level and not _probability(level.get(key)):
                     level[key] = default_level[key]
+        _no_worse_than_else(comparison["comparison_levels"])
         comparisons.append(comparison)
-    return {**model, "comparisons": comparisons, "probability_two_random_records_match": prior}
+    return {
+        **model,
+        "comparisons": derive_u(comparisons),
+        "probability_two_random_records_match": prior,
+    }
+
+
+def _no_worse_than_else(levels: list[dict[str, Any]]) -> None:
+    """Raise the m of any level that counts against a match more than the else level does.
+
+    Some agreement is never worse evidence than none: a level EM finds all but empty among
+    matches (two-typo names where the data has only one-typo ones) would otherwise weigh
+    -20 bits or more against a pair for being *nearly* alike.
+    """
+    scored = [lv for lv in levels if not lv.get("is_null_level")]
+    floor = scored[-1]["m_probability"] / scored[-1]["u_probability"]
+    for level in scored[:-1]:
+        if level["m_probability"] < level["u_probability"] * floor:
+            level["m_probability"] = level["u_probability"] * floor
 
 
 def _probability(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 1
 
 
+# How far the else level's m may exceed its u and still count as neutral rather than for a
+# match (log2(1.05): 0.07 bits). Persons who share an email or phone are linked by the
+# identity graph before matching, so among the persons left, records of one person almost
+# always differ in both: their else level is rightly near 1 in m and in u.
+ELSE_NEUTRAL_RATIO = 1.05
+
+
 def _plausible(levels: list[dict[str, Any]]) -> bool:
-    """Agreement on the strongest level must count for a match and the else level against."""
+    """Agreement on the strongest level must count for a match, and the else level must not
+    (against, or neutral)."""
     scored = [lv for lv in levels if not lv.get("is_null_level")]
     first, last = scored[0], scored[-1]
     keys = ("m_probability", "u_probability")
@@ -338,7 +377,7 @@ def _plausible(levels: list[dict[str, Any]]) -> bool:
         return False
     return bool(
         first["m_probability"] > first["u_probability"]
-        and last["m_probability"] < last["u_probability"]
+        and last["m_probability"] <= last["u_probability"] * ELSE_NEUTRAL_RATIO
     )
 
 
