@@ -212,7 +212,9 @@ SELECT
     year(birth_date) AS birth_year,
     month(birth_date) AS birth_month,
     day(birth_date) AS birth_day,
-    street, city, postcode,
+    street,
+    NULLIF(regexp_extract(street, '[0-9]+'), '') AS street_number,
+    city, postcode,
     CASE WHEN length(postcode) >= 5 THEN left(postcode, length(postcode) - 3) END
         AS postcode_area,
     -- Shown as the address's evidence; the comparison reads its parts.
