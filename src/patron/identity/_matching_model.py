@@ -20,6 +20,7 @@ PREPARED_COLUMNS = (
     "last_name",
     "first_initial",
     "first_name_groups",
+    "last_name_groups",
     "email",
     "email_local",
     "email_handle",
@@ -259,8 +260,10 @@ SWAPPED = (
     "first_name_l <> first_name_r AND first_name_l = last_name_r AND last_name_l = first_name_r"
 )
 SWAPPED_WITH_TYPO = (
-    "jaro_winkler_similarity(first_name_l, last_name_r) >= 0.88"
-    " AND jaro_winkler_similarity(last_name_l, first_name_r) >= 0.88"
+    "(jaro_winkler_similarity(first_name_l, last_name_r) >= 0.88"
+    " OR list_has_any(first_name_groups_l, last_name_groups_r))"
+    " AND (jaro_winkler_similarity(last_name_l, first_name_r) >= 0.88"
+    " OR list_has_any(last_name_groups_l, first_name_groups_r))"
     " AND jaro_winkler_similarity(first_name_l, first_name_r) < 0.88"
 )
 
@@ -287,11 +290,11 @@ FIRST_NAME = Comparison(
             u_from=(("first_name", ("exact",)), ("last_name", ("exact",))),
         ),
         Level(
-            "swapped, with a typo",
+            "swapped, with a typo or nickname",
             SWAPPED_WITH_TYPO,
             0.02,
             0.0005,
-            u_from=(("first_name", _CLOSE), ("last_name", _CLOSE)),
+            u_from=(("first_name", (*_CLOSE, "nickname or variant")), ("last_name", _CLOSE)),
         ),
         # Bill and William, Peggy and Margaret: see GIVEN_NAME_VARIANTS.
         Level(
@@ -430,6 +433,7 @@ PREDICTION_BLOCKING_RULES = (
     "l.first_name = r.last_name AND l.last_name = r.first_name",
     "l.birth_date = r.birth_date",
     "l.postcode = r.postcode AND l.first_initial = r.first_initial",
+    "l.postcode = r.postcode AND l.last_name = r.last_name",
     # One address (house number and street in a town): the household, whatever the names.
     "l.street = r.street AND l.city = r.city",
 )
@@ -442,13 +446,16 @@ TRAINING_BLOCKING_RULES = (
     "l.birth_date = r.birth_date",
 )
 
-# Rules that admit almost no false positives, for estimating the prior (the probability
-# that two random records match); RECALL is how many true pairs we expect them to find.
-DETERMINISTIC_RULES = (
-    "l.email = r.email AND l.first_name = r.first_name",
-    "l.phone = r.phone AND l.first_name = r.first_name",
-    "l.first_name = r.first_name AND l.last_name = r.last_name AND l.birth_date = r.birth_date",
-)
+# A rule that admits almost no false positives, for estimating the prior (the probability
+# that two random records match) from the pairs it finds and its recall (the share of true
+# pairs it finds). The recall is assumed before training and then taken from the trained
+# model: the m of each column's exact level times the share of pairs where both records
+# have the column (missing at random, as the model assumes when it scores a missing value
+# as neutral). Email and phone rules would find nothing true here: the identity graph has
+# already linked persons who share one, and those it kept apart (a family's shared
+# email) are different people.
+DETERMINISTIC_COLUMNS = ("first_name", "last_name", "birth_date")
+DETERMINISTIC_RULE = " AND ".join(f"l.{c} = r.{c}" for c in DETERMINISTIC_COLUMNS)
 DETERMINISTIC_RECALL = 0.7
 
 # Used when the prior cannot be estimated: about one duplicate per thousand persons.

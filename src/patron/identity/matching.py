@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 from patron.identity._matching_model import (
     COMPARISONS,
     DEFAULT_PRIOR_PER_RECORD,
+    DETERMINISTIC_COLUMNS,
     DETERMINISTIC_RECALL,
-    DETERMINISTIC_RULES,
+    DETERMINISTIC_RULE,
     GIVEN_NAME_ROWS,
     TRAINING_BLOCKING_RULES,
     Comparison,
@@ -116,7 +117,7 @@ def find_duplicates(
     if len(records) < 2:
         return []
     with _session(records, new_ids=None) as (api, sdf):
-        linker = _trained_linker(sdf, len(records))
+        linker = _trained_linker(api, sdf, len(records))
         predictions = linker.inference.predict(
             threshold_match_probability=threshold, warning_mode="never"
         )
@@ -141,7 +142,7 @@ def match_new(
     if not new or len(new) + len(existing) < 2:
         return []
     with _session([*existing, *new], new_ids={r.person_id for r in new}) as (api, sdf):
-        linker = _trained_linker(sdf, len(new) + len(existing))
+        linker = _trained_linker(api, sdf, len(new) + len(existing))
         api.duckdb_con.execute(
             "CREATE TABLE new_persons AS SELECT * FROM persons WHERE is_new;"
             "CREATE TABLE old_persons AS SELECT * FROM persons WHERE NOT is_new"
@@ -200,6 +201,8 @@ SELECT
     unique_id, is_new, first_name, last_name,
     left(first_name, 1) AS first_initial,
     (SELECT groups FROM variants WHERE name = first_name) AS first_name_groups,
+    -- For a given name entered as the surname (Medina Tony for Anthony Medina).
+    (SELECT groups FROM variants WHERE name = last_name) AS last_name_groups,
     email,
     email_local,
     -- What the local part says beyond the names (jclark17 -> j17, john.kelly -> nothing).
@@ -267,7 +270,7 @@ def _session(
         spill.cleanup()
 
 
-def _trained_linker(sdf: Any, n_records: int) -> Linker:
+def _trained_linker(api: DuckDBAPI, sdf: Any, n_records: int) -> Linker:
     """A linker whose parameters are learnt from ``sdf``, or the defaults where they cannot be."""
     import duckdb
     from splink import Linker
@@ -278,7 +281,8 @@ def _trained_linker(sdf: Any, n_records: int) -> Linker:
         # Term frequencies from a handful of records would call every name common.
         return Linker(sdf, settings_dict(prior, term_frequencies=False), log_level=None)
     trainer = Linker(sdf, settings_dict(prior), log_level=None)
-    prior = _estimate_prior(trainer, default=prior)
+    estimated = _estimate_prior(trainer)
+    prior = estimated or prior
     try:
         trainer.training.estimate_u_using_random_sampling(
             max_pairs=U_SAMPLE_PAIRS, seed=SEED, min_count_per_level=None, num_chunks=1
@@ -291,8 +295,14 @@ def _trained_linker(sdf: Any, n_records: int) -> Linker:
         # Training gave up part way; whatever it estimated before is kept, the rest
         # stays at the defaults, and the sanity check below catches half-trained nonsense.
         pass
-    trained = trainer.misc.save_model_to_json()
-    return Linker(sdf, _sanitised(trained, prior), log_level=None)
+    model = _sanitised(trainer.misc.save_model_to_json(), prior)
+    recall = _rule_recall(api, model)
+    if estimated and recall:
+        # The pairs the rule found, divided by the recall the model now says it has.
+        model["probability_two_random_records_match"] = min(
+            0.5, estimated * DETERMINISTIC_RECALL / recall
+        )
+    return Linker(sdf, model, log_level=None)
 
 
 def _default_prior(n_records: int) -> float:
@@ -300,19 +310,45 @@ def _default_prior(n_records: int) -> float:
     return min(0.5, DEFAULT_PRIOR_PER_RECORD * n_records / max(pairs, 1))
 
 
-def _estimate_prior(linker: Linker, *, default: float) -> float:
+def _estimate_prior(linker: Linker) -> float | None:
+    """The prior from the deterministic rule at its assumed recall; None if it cannot say."""
     from splink.internals.exceptions import SplinkException
 
     try:
         linker.training.estimate_probability_two_random_records_match(
-            list(DETERMINISTIC_RULES), recall=DETERMINISTIC_RECALL
+            [DETERMINISTIC_RULE], recall=DETERMINISTIC_RECALL
         )
     except (SplinkException, ValueError):
-        # The rules found more pairs than the assumed recall allows: a tiny or odd input.
-        return default
+        # The rule found more pairs than the assumed recall allows: a tiny or odd input.
+        return None
     estimated = float(linker._settings_obj._probability_two_random_records_match)
     # No deterministic pair at all says little about the prior of a small input.
-    return estimated if 0 < estimated < 1 else default
+    return estimated if 0 < estimated < 1 else None
+
+
+# Below this the recall the model gives is not believed (a column nearly always missing,
+# or EM gone wrong), and the assumed one stays.
+MIN_RULE_RECALL = 0.05
+
+
+def _rule_recall(api: DuckDBAPI, model: dict[str, Any]) -> float | None:
+    """The share of true pairs the deterministic rule finds, by the trained model."""
+    counts = ", ".join(f"count({c})" for c in DETERMINISTIC_COLUMNS)
+    # The columns are constants of the model, never input: no injection.
+    (present,) = api.duckdb_con.execute(f"SELECT count(*), {counts} FROM persons").fetchall()  # noqa: S608
+    if not present[0]:
+        return None
+    exact_m = {
+        c["output_column_name"]: c["comparison_levels"][1].get("m_probability")
+        for c in model["comparisons"]
+    }
+    recall = 1.0
+    for column, count in zip(DETERMINISTIC_COLUMNS, present[1:], strict=True):
+        m = exact_m.get(column)
+        if not _probability(m):
+            return None
+        recall *= (count / present[0]) ** 2 * m
+    return recall if recall >= MIN_RULE_RECALL else None
 
 
 def _sanitised(model: dict[str, Any], prior: float) -> dict[str, Any]:
