@@ -35,7 +35,6 @@ PREPARED_COLUMNS = (
     "city",
     "postcode",
     "postcode_area",
-    "address",
 )
 
 
@@ -60,6 +59,8 @@ class Comparison:
     field: str
     null_sql: str
     levels: tuple[Level, ...]
+    # The columns whose values the evidence shows, joined; by default the field's own.
+    shown: tuple[str, ...] = ()
 
     def label_of(self, gamma: int) -> str:
         """Splink numbers the levels from len-1 (strongest) down to 0 (else); null is -1."""
@@ -404,7 +405,8 @@ COMPARISONS: tuple[Comparison, ...] = (
     # -10 bits where the move is worth -2.5), and the same address three times over too.
     Comparison(
         field="address",
-        null_sql=f"address_l IS NULL OR address_r IS NULL OR ({_none_in_common(_ADDRESS)})",
+        null_sql=_none_in_common(_ADDRESS),
+        shown=_ADDRESS,
         levels=(
             Level(
                 "same street and postcode",

@@ -219,9 +219,7 @@ SELECT
     NULLIF(regexp_extract(street, '[0-9]+'), '') AS street_number,
     city, postcode,
     CASE WHEN length(postcode) >= 5 THEN left(postcode, length(postcode) - 3) END
-        AS postcode_area,
-    -- Shown as the address's evidence; the comparison reads its parts.
-    NULLIF(concat_ws(', ', street, city, postcode), '') AS address
+        AS postcode_area
 FROM clean
 ORDER BY unique_id
 """
@@ -427,12 +425,20 @@ def _read_pairs(api: DuckDBAPI, table: str, linker: Linker) -> list[CandidatePai
     present = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}  # noqa: S608
     columns = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
     for c in COMPARISONS:
-        columns += [f"gamma_{c.field}", f"{c.field}_l", f"{c.field}_r", f"mw_{c.field}"]
+        columns += [f"gamma_{c.field}", _shown(c, "l"), _shown(c, "r"), f"mw_{c.field}"]
         tf_column = f"mw_tf_adj_{c.field}"
         columns.append(tf_column if tf_column in present else "CAST(0 AS DOUBLE)")
     sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY unique_id_l, unique_id_r"  # noqa: S608
     rows = con.execute(sql).fetchall()
     return [_pair(row, prior_weight) for row in rows]
+
+
+def _shown(comparison: Comparison, side: str) -> str:
+    """The SQL of the value the evidence shows for one side of a comparison."""
+    if not comparison.shown:
+        return f"{comparison.field}_{side}"
+    parts = ", ".join(f"{column}_{side}" for column in comparison.shown)
+    return f"NULLIF(concat_ws(', ', {parts}), '')"
 
 
 def _pair(row: tuple[Any, ...], prior_weight: float) -> CandidatePair:
