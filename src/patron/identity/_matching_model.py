@@ -416,7 +416,16 @@ COMPARISONS: tuple[Comparison, ...] = (
             ),
             Level("same postcode", "postcode_l = postcode_r", 0.15, 0.0005),
             Level("same street and town", f"city_l = city_r AND {SAME_STREET}", 0.1, 0.0005),
-            Level("same town", "city_l = city_r", 0.05, 0.03, tf_column="city"),
+            # A town alone says more when it is all the two records let us compare (a
+            # sign-up form asks for the town only) than beside two different streets in it.
+            Level(
+                "same town, nothing finer to compare",
+                f"city_l = city_r AND {_none_in_common(('street', 'postcode'))}",
+                0.5,
+                0.03,
+                tf_column="city",
+            ),
+            Level("same town, elsewhere in it", "city_l = city_r", 0.05, 0.03, tf_column="city"),
             Level("same postcode area", "postcode_area_l = postcode_area_r", 0.02, 0.01),
             Level("else", "ELSE", 0.18, 0.96),
         ),
