@@ -10,9 +10,15 @@ from collections import defaultdict
 
 import pytest
 
-from patron.identity._matching_model import GIVEN_NAME_ROWS
+from patron.identity._matching_model import COMPARISONS, GIVEN_NAME_ROWS, settings_dict
 from patron.identity._matching_synthetic import SyntheticPersons, generate_persons
-from patron.identity.matching import CandidatePair, FieldEvidence, MatchRecord, find_duplicates
+from patron.identity.matching import (
+    CandidatePair,
+    FieldEvidence,
+    MatchRecord,
+    _sanitised,
+    find_duplicates,
+)
 
 ADA = MatchRecord(
     "a",
@@ -241,3 +247,24 @@ def test_records_the_identity_graph_left_apart_still_match(population: Synthetic
         email = next(e for e in pair.evidence if e.field == "email")
         assert email.level in ("null", "else")
         assert abs(email.match_weight) < 0.1
+
+
+def test_em_that_latched_onto_namesakes_is_not_believed() -> None:
+    """With a handful of names (the demo shop's), EM on the full-name block can take the
+    namesakes for the matches and conclude that one person's records mostly disagree on
+    the birth date. A name or a birth date is kept for life: such a comparison falls back
+    to its defaults. An email that always differs is believed: after the identity graph,
+    that is what records of one person do."""
+    trained = settings_dict(0.001)
+    by_field = {c["output_column_name"]: c["comparison_levels"] for c in trained["comparisons"]}
+    birth, email = by_field["birth_date"], by_field["email"]
+    birth[1]["m_probability"], birth[-1]["m_probability"] = 0.2, 0.75
+    email[-1]["m_probability"], email[-1]["u_probability"] = 0.999, 0.995
+    sanitised = {
+        c["output_column_name"]: c["comparison_levels"]
+        for c in _sanitised(trained, 0.001)["comparisons"]
+    }
+    defaults = {c.field: c for c in COMPARISONS}
+    assert sanitised["birth_date"][1]["m_probability"] == defaults["birth_date"].levels[0].m
+    assert sanitised["birth_date"][-1]["m_probability"] == defaults["birth_date"].levels[-1].m
+    assert sanitised["email"][-1]["m_probability"] == 0.999

@@ -61,6 +61,11 @@ class Comparison:
     levels: tuple[Level, ...]
     # The columns whose values the evidence shows, joined; by default the field's own.
     shown: tuple[str, ...] = ()
+    # A value a person keeps for life (names, birth date, unlike an address or an email):
+    # EM that finds a person's records disagreeing on it more often than agreeing has
+    # latched onto something else (with a handful of names, a block of namesakes) and
+    # the defaults are used instead.
+    stable: bool = False
 
     def label_of(self, gamma: int) -> str:
         """Splink numbers the levels from len-1 (strongest) down to 0 (else); null is -1."""
@@ -281,6 +286,7 @@ _CLOSE = ("exact", "one typo", "jaro-winkler >= 0.92")
 FIRST_NAME = Comparison(
     field="first_name",
     null_sql=_null("first_name"),
+    stable=True,
     levels=(
         Level("exact", "first_name_l = first_name_r", 0.85, 0.01, tf_column="first_name"),
         Level(
@@ -314,6 +320,7 @@ FIRST_NAME = Comparison(
 LAST_NAME = Comparison(
     field="last_name",
     null_sql=_null("last_name"),
+    stable=True,
     levels=(
         Level("exact", "last_name_l = last_name_r", 0.85, 0.01, tf_column="last_name"),
         Level(
@@ -377,6 +384,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison(
         field="birth_date",
         null_sql=_null("birth_date"),
+        stable=True,
         levels=(
             Level("exact", "birth_date_l = birth_date_r", 0.92, 0.0001),
             # Day and month in the other order (an American form, a European clerk): a

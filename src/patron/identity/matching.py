@@ -358,9 +358,11 @@ def _sanitised(model: dict[str, Any], prior: float) -> dict[str, Any]:
     defaults = settings_dict(prior)
     trained = {c["output_column_name"]: c for c in model["comparisons"]}
     comparisons = []
-    for default in defaults["comparisons"]:
+    for default, spec in zip(defaults["comparisons"], COMPARISONS, strict=True):
         comparison = trained.get(default["output_column_name"])
-        if comparison is None or not _plausible(comparison["comparison_levels"]):
+        if comparison is None or not _plausible(
+            comparison["comparison_levels"], stable=spec.stable
+        ):
             comparisons.append(default)
             continue
         for level, default_level in zip(
@@ -403,13 +405,16 @@ def _probability(value: Any) -> bool:
 ELSE_NEUTRAL_RATIO = 1.05
 
 
-def _plausible(levels: list[dict[str, Any]]) -> bool:
+def _plausible(levels: list[dict[str, Any]], *, stable: bool) -> bool:
     """Agreement on the strongest level must count for a match, and the else level must not
-    (against, or neutral)."""
+    (against, or neutral). For a value a person keeps (``stable``), records of one person
+    must also agree on it more often than not agree at all."""
     scored = [lv for lv in levels if not lv.get("is_null_level")]
     first, last = scored[0], scored[-1]
     keys = ("m_probability", "u_probability")
     if not all(_probability(lv.get(k)) for lv in (first, last) for k in keys):
+        return False
+    if stable and first["m_probability"] < last["m_probability"]:
         return False
     return bool(
         first["m_probability"] > first["u_probability"]
