@@ -23,12 +23,14 @@ written to disk and the DuckDB connection is closed before returning.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from patron.identity._matching_model import (
@@ -234,13 +236,12 @@ def _session(
     import pyarrow as pa
     from splink import DuckDBAPI
 
-    columns: dict[str, list[Any]] = {f.name: [] for f in fields(MatchRecord)}
-    for record in records:
-        for name, values in columns.items():
-            values.append(getattr(record, name))
     table = pa.table(
         {
-            **{name: pa.array(values, type=pa.string()) for name, values in columns.items()},
+            **{
+                f.name: pa.array(list(map(attrgetter(f.name), records)), type=pa.string())
+                for f in fields(MatchRecord)
+            },
             "is_new": pa.array(
                 [new_ids is not None and r.person_id in new_ids for r in records],
                 type=pa.bool_(),
@@ -253,10 +254,10 @@ def _session(
     con = duckdb.connect(":memory:", config={"temp_directory": spill.name})
     try:
         con.register("raw_persons", table)
-        names, groups = zip(*GIVEN_NAME_ROWS, strict=True)
+        given, lines = zip(*GIVEN_NAME_ROWS, strict=True)
         con.register(
             "given_names",
-            pa.table({"name": pa.array(names, pa.string()), "grp": pa.array(groups, pa.int32())}),
+            pa.table({"name": pa.array(given, pa.string()), "grp": pa.array(lines, pa.int32())}),
         )
         con.execute(_PREPARE_SQL)
         con.unregister("raw_persons")
@@ -423,19 +424,64 @@ def _plausible(levels: list[dict[str, Any]], *, stable: bool) -> bool:
 
 
 def _read_pairs(api: DuckDBAPI, table: str, linker: Linker) -> list[CandidatePair]:
+    """The scored pairs as ``CandidatePair``s, the lower id on the left.
+
+    Rounding, text and the left/right order are done in SQL: at a million records there
+    are hundreds of thousands of pairs, and Python would take seconds over each step.
+    """
     prior = float(linker._settings_obj._probability_two_random_records_match)
-    prior_weight = math.log2(prior / (1 - prior))
+    prior_weight = round(math.log2(prior / (1 - prior)), 9)
     con = api.duckdb_con
     # ``table`` is a name Splink generated, never input: no injection.
     present = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}  # noqa: S608
-    columns = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
+    swap = "unique_id_l > unique_id_r"
+    columns = [
+        "least(unique_id_l, unique_id_r)",
+        "greatest(unique_id_l, unique_id_r)",
+        "round(match_probability, 9)",
+        "round(match_weight, 9)",
+    ]
     for c in COMPARISONS:
-        columns += [f"gamma_{c.field}", _shown(c, "l"), _shown(c, "r"), f"mw_{c.field}"]
         tf_column = f"mw_tf_adj_{c.field}"
-        columns.append(tf_column if tf_column in present else "CAST(0 AS DOUBLE)")
-    sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY unique_id_l, unique_id_r"  # noqa: S608
+        tf = tf_column if tf_column in present else "0"
+        left, right = _shown(c, "l"), _shown(c, "r")
+        columns += [
+            f"gamma_{c.field}",
+            f"CAST(CASE WHEN {swap} THEN {right} ELSE {left} END AS VARCHAR)",
+            f"CAST(CASE WHEN {swap} THEN {left} ELSE {right} END AS VARCHAR)",
+            f"round(mw_{c.field} + {tf}, 9)",
+        ]
+    sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1, 2"  # noqa: S608
+    labels = [(c.field, _labels(c)) for c in COMPARISONS]
     rows = con.execute(sql).fetchall()
-    return [_pair(row, prior_weight) for row in rows]
+    pairs = []
+    # Millions of small objects that live on: the cyclic collector would walk the growing
+    # heap again and again (seconds at a million records) and find nothing to free.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for row in rows:
+            evidence = tuple(
+                FieldEvidence(field, by_gamma[gamma], weight, left, right)
+                for (field, by_gamma), (gamma, left, right, weight) in zip(
+                    labels, _chunks(row[4:]), strict=True
+                )
+            )
+            pairs.append(CandidatePair(row[0], row[1], row[2], row[3], prior_weight, evidence))
+    finally:
+        if collecting:
+            gc.enable()
+    return pairs
+
+
+def _chunks(values: tuple[Any, ...]) -> Iterator[tuple[Any, Any, Any, Any]]:
+    for i in range(0, len(values), 4):
+        yield values[i], values[i + 1], values[i + 2], values[i + 3]
+
+
+def _labels(comparison: Comparison) -> dict[int, str]:
+    """Level label by Splink's gamma value (-1 for null)."""
+    return {gamma: comparison.label_of(gamma) for gamma in range(-1, len(comparison.levels))}
 
 
 def _shown(comparison: Comparison, side: str) -> str:
@@ -444,38 +490,3 @@ def _shown(comparison: Comparison, side: str) -> str:
         return f"{comparison.field}_{side}"
     parts = ", ".join(f"{column}_{side}" for column in comparison.shown)
     return f"NULLIF(concat_ws(', ', {parts}), '')"
-
-
-def _pair(row: tuple[Any, ...], prior_weight: float) -> CandidatePair:
-    left_id, right_id, probability, weight = row[:4]
-    swap = left_id > right_id
-    evidence = []
-    for i, comparison in enumerate(COMPARISONS):
-        gamma, left, right, field_weight, tf_weight = row[4 + 5 * i : 9 + 5 * i]
-        evidence.append(
-            _evidence(comparison, gamma, left, right, field_weight + tf_weight, swap=swap)
-        )
-    if swap:
-        left_id, right_id = right_id, left_id
-    return CandidatePair(
-        left_id=left_id,
-        right_id=right_id,
-        match_probability=round(float(probability), 9),
-        match_weight=round(float(weight), 9),
-        prior_match_weight=round(prior_weight, 9),
-        evidence=tuple(evidence),
-    )
-
-
-def _evidence(
-    comparison: Comparison, gamma: int, left: Any, right: Any, weight: float, *, swap: bool
-) -> FieldEvidence:
-    if swap:
-        left, right = right, left
-    return FieldEvidence(
-        field=comparison.field,
-        level=comparison.label_of(int(gamma)),
-        match_weight=round(float(weight), 9),
-        left=None if left is None else str(left),
-        right=None if right is None else str(right),
-    )
