@@ -442,7 +442,9 @@ COMPARISONS: tuple[Comparison, ...] = (
 
 # Candidate pairs: a pair is scored when any rule holds. Each keeps blocks small on
 # customer data (an email, a phone, a birth date, a surname and initial, a postcode and
-# initial are shared by few persons), so the comparisons grow near-linearly with the data.
+# initial or surname, one house are shared by few persons), so the comparisons grow
+# near-linearly with the data. The address rules find the pairs a typo in the first letter
+# of a name, or a swap with a typo, keeps out of the name rules.
 PREDICTION_BLOCKING_RULES = (
     "l.email = r.email",
     "l.phone = r.phone",

@@ -1,21 +1,26 @@
 """Probabilistic record linkage: likely duplicate persons that share no identifier.
 
-A Fellegi-Sunter model (Splink on an in-memory DuckDB) compares names, email, phone, birth
-date and address, and learns its parameters from the records themselves, without labels:
+A Fellegi-Sunter model (Splink on an in-memory DuckDB) compares first and last name, email,
+phone, birth date and address (see ``_matching_model`` for the levels), and learns its
+parameters from the records themselves, without labels:
 
 - u probabilities (how often unrelated persons agree by chance) from a seeded random
-  sample of pairs;
+  sample of pairs; a swapped name's u, which sampling almost never meets, is derived from
+  the names' own;
 - m probabilities (how often records of the same person agree) by expectation
   maximisation over pairs blocked on the full name and on the birth date;
-- the prior (the probability that two random records are the same person) from
-  deterministic rules of assumed recall;
-- term-frequency adjustments on first name, last name and city, so that two "Smith"s
+- the prior (the probability that two random records are the same person) from the pairs
+  a full-name-and-birth-date rule finds, divided by the recall the trained model gives
+  that rule (a guessed recall would make every probability too low or too high);
+- term-frequency adjustments on first name, last name and town, so that two "Smith"s
   count for less than two "Quennell"s.
 
-Where the data cannot estimate a parameter the model keeps hand-set defaults (see
-``_matching_model``). A trained comparison whose strongest level does not count *for* a
-match, or whose else level does not count *against* one, is EM gone wrong (small data, or
-fields so correlated that EM explains one with the other) and falls back to its defaults.
+Where the data cannot estimate a parameter the model keeps hand-set defaults. A trained
+comparison whose strongest level does not count *for* a match, whose else level counts
+for one, or (for names and birth date, which a person keeps) whose matches disagree more
+often than they agree, is EM gone wrong (small data, a handful of names, or fields so
+correlated that EM explains one with the other) and falls back to its defaults. No level
+may count against a pair more than total disagreement does.
 
 The engine is pure: records in, scored pairs with per-field evidence out. Nothing is
 written to disk and the DuckDB connection is closed before returning.
