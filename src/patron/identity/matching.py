@@ -1,21 +1,26 @@
 """Probabilistic record linkage: likely duplicate persons that share no identifier.
 
-A Fellegi-Sunter model (Splink on an in-memory DuckDB) compares names, email, phone, birth
-date and address, and learns its parameters from the records themselves, without labels:
+A Fellegi-Sunter model (Splink on an in-memory DuckDB) compares first and last name, email,
+phone, birth date and address (see ``_matching_model`` for the levels), and learns its
+parameters from the records themselves, without labels:
 
 - u probabilities (how often unrelated persons agree by chance) from a seeded random
-  sample of pairs;
+  sample of pairs; a swapped name's u, which sampling almost never meets, is derived from
+  the names' own;
 - m probabilities (how often records of the same person agree) by expectation
   maximisation over pairs blocked on the full name and on the birth date;
-- the prior (the probability that two random records are the same person) from
-  deterministic rules of assumed recall;
-- term-frequency adjustments on first name, last name and city, so that two "Smith"s
+- the prior (the probability that two random records are the same person) from the pairs
+  a full-name-and-birth-date rule finds, divided by the recall the trained model gives
+  that rule (a guessed recall would make every probability too low or too high);
+- term-frequency adjustments on first name, last name and town, so that two "Smith"s
   count for less than two "Quennell"s.
 
-Where the data cannot estimate a parameter the model keeps hand-set defaults (see
-``_matching_model``). A trained comparison whose strongest level does not count *for* a
-match, or whose else level does not count *against* one, is EM gone wrong (small data, or
-fields so correlated that EM explains one with the other) and falls back to its defaults.
+Where the data cannot estimate a parameter the model keeps hand-set defaults. A trained
+comparison whose strongest level does not count *for* a match, whose else level counts
+for one, or (for names and birth date, which a person keeps) whose matches disagree more
+often than they agree, is EM gone wrong (small data, a handful of names, or fields so
+correlated that EM explains one with the other) and falls back to its defaults. No level
+may count against a pair more than total disagreement does.
 
 The engine is pure: records in, scored pairs with per-field evidence out. Nothing is
 written to disk and the DuckDB connection is closed before returning.
@@ -23,21 +28,26 @@ written to disk and the DuckDB connection is closed before returning.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from patron.identity._matching_model import (
     COMPARISONS,
     DEFAULT_PRIOR_PER_RECORD,
+    DETERMINISTIC_COLUMNS,
     DETERMINISTIC_RECALL,
-    DETERMINISTIC_RULES,
+    DETERMINISTIC_RULE,
+    GIVEN_NAME_ROWS,
     TRAINING_BLOCKING_RULES,
     Comparison,
+    derive_u,
     settings_dict,
 )
 
@@ -114,7 +124,7 @@ def find_duplicates(
     if len(records) < 2:
         return []
     with _session(records, new_ids=None) as (api, sdf):
-        linker = _trained_linker(sdf, len(records))
+        linker = _trained_linker(api, sdf, len(records))
         predictions = linker.inference.predict(
             threshold_match_probability=threshold, warning_mode="never"
         )
@@ -139,7 +149,7 @@ def match_new(
     if not new or len(new) + len(existing) < 2:
         return []
     with _session([*existing, *new], new_ids={r.person_id for r in new}) as (api, sdf):
-        linker = _trained_linker(sdf, len(new) + len(existing))
+        linker = _trained_linker(api, sdf, len(new) + len(existing))
         api.duckdb_con.execute(
             "CREATE TABLE new_persons AS SELECT * FROM persons WHERE is_new;"
             "CREATE TABLE old_persons AS SELECT * FROM persons WHERE NOT is_new"
@@ -192,10 +202,14 @@ WITH clean AS (
             AS city,
         NULLIF(regexp_replace(upper(postcode), '[^A-Z0-9]', '', 'g'), '') AS postcode
     FROM raw_persons
-)
+),
+variants AS (SELECT name, list(grp ORDER BY grp) AS groups FROM given_names GROUP BY name)
 SELECT
     unique_id, is_new, first_name, last_name,
     left(first_name, 1) AS first_initial,
+    (SELECT groups FROM variants WHERE name = first_name) AS first_name_groups,
+    -- For a given name entered as the surname (Medina Tony for Anthony Medina).
+    (SELECT groups FROM variants WHERE name = last_name) AS last_name_groups,
     email,
     email_local,
     -- What the local part says beyond the names (jclark17 -> j17, john.kelly -> nothing).
@@ -208,7 +222,9 @@ SELECT
     year(birth_date) AS birth_year,
     month(birth_date) AS birth_month,
     day(birth_date) AS birth_day,
-    street, city, postcode,
+    street,
+    NULLIF(regexp_extract(street, '[0-9]+'), '') AS street_number,
+    city, postcode,
     CASE WHEN length(postcode) >= 5 THEN left(postcode, length(postcode) - 3) END
         AS postcode_area
 FROM clean
@@ -225,13 +241,12 @@ def _session(
     import pyarrow as pa
     from splink import DuckDBAPI
 
-    columns: dict[str, list[Any]] = {f.name: [] for f in fields(MatchRecord)}
-    for record in records:
-        for name, values in columns.items():
-            values.append(getattr(record, name))
     table = pa.table(
         {
-            **{name: pa.array(values, type=pa.string()) for name, values in columns.items()},
+            **{
+                f.name: pa.array(list(map(attrgetter(f.name), records)), type=pa.string())
+                for f in fields(MatchRecord)
+            },
             "is_new": pa.array(
                 [new_ids is not None and r.person_id in new_ids for r in records],
                 type=pa.bool_(),
@@ -244,8 +259,14 @@ def _session(
     con = duckdb.connect(":memory:", config={"temp_directory": spill.name})
     try:
         con.register("raw_persons", table)
+        given, lines = zip(*GIVEN_NAME_ROWS, strict=True)
+        con.register(
+            "given_names",
+            pa.table({"name": pa.array(given, pa.string()), "grp": pa.array(lines, pa.int32())}),
+        )
         con.execute(_PREPARE_SQL)
         con.unregister("raw_persons")
+        con.unregister("given_names")
         api = DuckDBAPI(con)
         yield api, api.register("persons", table_name="persons_input")
     finally:
@@ -253,7 +274,7 @@ def _session(
         spill.cleanup()
 
 
-def _trained_linker(sdf: Any, n_records: int) -> Linker:
+def _trained_linker(api: DuckDBAPI, sdf: Any, n_records: int) -> Linker:
     """A linker whose parameters are learnt from ``sdf``, or the defaults where they cannot be."""
     import duckdb
     from splink import Linker
@@ -264,7 +285,8 @@ def _trained_linker(sdf: Any, n_records: int) -> Linker:
         # Term frequencies from a handful of records would call every name common.
         return Linker(sdf, settings_dict(prior, term_frequencies=False), log_level=None)
     trainer = Linker(sdf, settings_dict(prior), log_level=None)
-    prior = _estimate_prior(trainer, default=prior)
+    estimated = _estimate_prior(trainer)
+    prior = estimated or prior
     try:
         trainer.training.estimate_u_using_random_sampling(
             max_pairs=U_SAMPLE_PAIRS, seed=SEED, min_count_per_level=None, num_chunks=1
@@ -277,8 +299,14 @@ def _trained_linker(sdf: Any, n_records: int) -> Linker:
         # Training gave up part way; whatever it estimated before is kept, the rest
         # stays at the defaults, and the sanity check below catches half-trained nonsense.
         pass
-    trained = trainer.misc.save_model_to_json()
-    return Linker(sdf, _sanitised(trained, prior), log_level=None)
+    model = _sanitised(trainer.misc.save_model_to_json(), prior)
+    recall = _rule_recall(api, model)
+    if estimated and recall:
+        # The pairs the rule found, divided by the recall the model now says it has.
+        model["probability_two_random_records_match"] = min(
+            0.5, estimated * DETERMINISTIC_RECALL / recall
+        )
+    return Linker(sdf, model, log_level=None)
 
 
 def _default_prior(n_records: int) -> float:
@@ -286,19 +314,45 @@ def _default_prior(n_records: int) -> float:
     return min(0.5, DEFAULT_PRIOR_PER_RECORD * n_records / max(pairs, 1))
 
 
-def _estimate_prior(linker: Linker, *, default: float) -> float:
+def _estimate_prior(linker: Linker) -> float | None:
+    """The prior from the deterministic rule at its assumed recall; None if it cannot say."""
     from splink.internals.exceptions import SplinkException
 
     try:
         linker.training.estimate_probability_two_random_records_match(
-            list(DETERMINISTIC_RULES), recall=DETERMINISTIC_RECALL
+            [DETERMINISTIC_RULE], recall=DETERMINISTIC_RECALL
         )
     except (SplinkException, ValueError):
-        # The rules found more pairs than the assumed recall allows: a tiny or odd input.
-        return default
+        # The rule found more pairs than the assumed recall allows: a tiny or odd input.
+        return None
     estimated = float(linker._settings_obj._probability_two_random_records_match)
     # No deterministic pair at all says little about the prior of a small input.
-    return estimated if 0 < estimated < 1 else default
+    return estimated if 0 < estimated < 1 else None
+
+
+# Below this the recall the model gives is not believed (a column nearly always missing,
+# or EM gone wrong), and the assumed one stays.
+MIN_RULE_RECALL = 0.05
+
+
+def _rule_recall(api: DuckDBAPI, model: dict[str, Any]) -> float | None:
+    """The share of true pairs the deterministic rule finds, by the trained model."""
+    counts = ", ".join(f"count({c})" for c in DETERMINISTIC_COLUMNS)
+    # The columns are constants of the model, never input: no injection.
+    (present,) = api.duckdb_con.execute(f"SELECT count(*), {counts} FROM persons").fetchall()  # noqa: S608
+    if not present[0]:
+        return None
+    exact_m = {
+        c["output_column_name"]: c["comparison_levels"][1].get("m_probability")
+        for c in model["comparisons"]
+    }
+    recall = 1.0
+    for column, count in zip(DETERMINISTIC_COLUMNS, present[1:], strict=True):
+        m = exact_m.get(column)
+        if not _probability(m):
+            return None
+        recall *= (count / present[0]) ** 2 * m
+    return recall if recall >= MIN_RULE_RECALL else None
 
 
 def _sanitised(model: dict[str, Any], prior: float) -> dict[str, Any]:
@@ -310,9 +364,11 @@ def _sanitised(model: dict[str, Any], prior: float) -> dict[str, Any]:
     defaults = settings_dict(prior)
     trained = {c["output_column_name"]: c for c in model["comparisons"]}
     comparisons = []
-    for default in defaults["comparisons"]:
+    for default, spec in zip(defaults["comparisons"], COMPARISONS, strict=True):
         comparison = trained.get(default["output_column_name"])
-        if comparison is None or not _plausible(comparison["comparison_levels"]):
+        if comparison is None or not _plausible(
+            comparison["comparison_levels"], stable=spec.stable
+        ):
             comparisons.append(default)
             continue
         for level, default_level in zip(
@@ -321,73 +377,121 @@ def _sanitised(model: dict[str, Any], prior: float) -> dict[str, Any]:
             for key in ("m_probability", "u_probability"):
                 if key in default_level and not _probability(level.get(key)):
                     level[key] = default_level[key]
+        _no_worse_than_else(comparison["comparison_levels"])
         comparisons.append(comparison)
-    return {**model, "comparisons": comparisons, "probability_two_random_records_match": prior}
+    return {
+        **model,
+        "comparisons": derive_u(comparisons),
+        "probability_two_random_records_match": prior,
+    }
+
+
+def _no_worse_than_else(levels: list[dict[str, Any]]) -> None:
+    """Raise the m of any level that counts against a match more than the else level does.
+
+    Some agreement is never worse evidence than none: a level EM finds all but empty among
+    matches (two-typo names where the data has only one-typo ones) would otherwise weigh
+    -20 bits or more against a pair for being *nearly* alike.
+    """
+    scored = [lv for lv in levels if not lv.get("is_null_level")]
+    floor = scored[-1]["m_probability"] / scored[-1]["u_probability"]
+    for level in scored[:-1]:
+        if level["m_probability"] < level["u_probability"] * floor:
+            level["m_probability"] = level["u_probability"] * floor
 
 
 def _probability(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 1
 
 
-def _plausible(levels: list[dict[str, Any]]) -> bool:
-    """Agreement on the strongest level must count for a match and the else level against."""
+# How far the else level's m may exceed its u and still count as neutral rather than for a
+# match (log2(1.05): 0.07 bits). Persons who share an email or phone are linked by the
+# identity graph before matching, so among the persons left, records of one person almost
+# always differ in both: their else level is rightly near 1 in m and in u.
+ELSE_NEUTRAL_RATIO = 1.05
+
+
+def _plausible(levels: list[dict[str, Any]], *, stable: bool) -> bool:
+    """Agreement on the strongest level must count for a match, and the else level must not
+    (against, or neutral). For a value a person keeps (``stable``), records of one person
+    must also agree on it more often than not agree at all."""
     scored = [lv for lv in levels if not lv.get("is_null_level")]
     first, last = scored[0], scored[-1]
     keys = ("m_probability", "u_probability")
     if not all(_probability(lv.get(k)) for lv in (first, last) for k in keys):
         return False
+    if stable and first["m_probability"] < last["m_probability"]:
+        return False
     return bool(
         first["m_probability"] > first["u_probability"]
-        and last["m_probability"] < last["u_probability"]
+        and last["m_probability"] <= last["u_probability"] * ELSE_NEUTRAL_RATIO
     )
 
 
 def _read_pairs(api: DuckDBAPI, table: str, linker: Linker) -> list[CandidatePair]:
+    """The scored pairs as ``CandidatePair``s, the lower id on the left.
+
+    Rounding, text and the left/right order are done in SQL: at a million records there
+    are hundreds of thousands of pairs, and Python would take seconds over each step.
+    """
     prior = float(linker._settings_obj._probability_two_random_records_match)
-    prior_weight = math.log2(prior / (1 - prior))
+    prior_weight = round(math.log2(prior / (1 - prior)), 9)
     con = api.duckdb_con
     # ``table`` is a name Splink generated, never input: no injection.
     present = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}  # noqa: S608
-    columns = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
+    swap = "unique_id_l > unique_id_r"
+    columns = [
+        "least(unique_id_l, unique_id_r)",
+        "greatest(unique_id_l, unique_id_r)",
+        "round(match_probability, 9)",
+        "round(match_weight, 9)",
+    ]
     for c in COMPARISONS:
-        columns += [f"gamma_{c.field}", f"{c.field}_l", f"{c.field}_r", f"mw_{c.field}"]
         tf_column = f"mw_tf_adj_{c.field}"
-        columns.append(tf_column if tf_column in present else "CAST(0 AS DOUBLE)")
-    sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY unique_id_l, unique_id_r"  # noqa: S608
+        tf = tf_column if tf_column in present else "0"
+        left, right = _shown(c, "l"), _shown(c, "r")
+        columns += [
+            f"gamma_{c.field}",
+            f"CAST(CASE WHEN {swap} THEN {right} ELSE {left} END AS VARCHAR)",
+            f"CAST(CASE WHEN {swap} THEN {left} ELSE {right} END AS VARCHAR)",
+            f"round(mw_{c.field} + {tf}, 9)",
+        ]
+    sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1, 2"  # noqa: S608
+    labels = [(c.field, _labels(c)) for c in COMPARISONS]
     rows = con.execute(sql).fetchall()
-    return [_pair(row, prior_weight) for row in rows]
+    pairs = []
+    # Millions of small objects that live on: the cyclic collector would walk the growing
+    # heap again and again (seconds at a million records) and find nothing to free.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for row in rows:
+            evidence = tuple(
+                FieldEvidence(field, by_gamma[gamma], weight, left, right)
+                for (field, by_gamma), (gamma, left, right, weight) in zip(
+                    labels, _chunks(row[4:]), strict=True
+                )
+            )
+            pairs.append(CandidatePair(row[0], row[1], row[2], row[3], prior_weight, evidence))
+    finally:
+        if collecting:
+            gc.enable()
+    return pairs
 
 
-def _pair(row: tuple[Any, ...], prior_weight: float) -> CandidatePair:
-    left_id, right_id, probability, weight = row[:4]
-    swap = left_id > right_id
-    evidence = []
-    for i, comparison in enumerate(COMPARISONS):
-        gamma, left, right, field_weight, tf_weight = row[4 + 5 * i : 9 + 5 * i]
-        evidence.append(
-            _evidence(comparison, gamma, left, right, field_weight + tf_weight, swap=swap)
-        )
-    if swap:
-        left_id, right_id = right_id, left_id
-    return CandidatePair(
-        left_id=left_id,
-        right_id=right_id,
-        match_probability=round(float(probability), 9),
-        match_weight=round(float(weight), 9),
-        prior_match_weight=round(prior_weight, 9),
-        evidence=tuple(evidence),
-    )
+def _chunks(values: tuple[Any, ...]) -> Iterator[tuple[Any, Any, Any, Any]]:
+    for i in range(0, len(values), 4):
+        yield values[i], values[i + 1], values[i + 2], values[i + 3]
 
 
-def _evidence(
-    comparison: Comparison, gamma: int, left: Any, right: Any, weight: float, *, swap: bool
-) -> FieldEvidence:
-    if swap:
-        left, right = right, left
-    return FieldEvidence(
-        field=comparison.field,
-        level=comparison.label_of(int(gamma)),
-        match_weight=round(float(weight), 9),
-        left=None if left is None else str(left),
-        right=None if right is None else str(right),
-    )
+def _labels(comparison: Comparison) -> dict[int, str]:
+    """Level label by Splink's gamma value (-1 for null)."""
+    return {gamma: comparison.label_of(gamma) for gamma in range(-1, len(comparison.levels))}
+
+
+def _shown(comparison: Comparison, side: str) -> str:
+    """The SQL of the value the evidence shows for one side of a comparison."""
+    if not comparison.shown:
+        return f"{comparison.field}_{side}"
+    parts = ", ".join(f"{column}_{side}" for column in comparison.shown)
+    return f"NULLIF(concat_ws(', ', {parts}), '')"
