@@ -10,11 +10,12 @@ For each dialect (``--dialect sqlite|postgresql|both``) this
    ``deal_stage_history``), 35% closed from their stage (55% of those won, 45% lost), an
    expected close date within a year for the open ones, 10% in USD, and the tasks older
    than a month done. PostgreSQL is then ANALYZEd, as autovacuum would have;
-2. times each report's service call (what ``GET /v1/reports/...`` runs, less the HTTP and
-   JSON around it) ``--repeat`` times, as the admin (no visibility filter) and as a sales
-   rep (their own deals and the activities on their records): every report over all time
-   and over the last ``--period-days`` (90; the forecast over the next 90), the grouped
-   ones overall and per owner;
+2. starts a real ``patron serve`` on it (one web worker, processing off) and times each
+   report's endpoint (``GET /v1/reports/...``, JSON) over one keep-alive connection
+   ``--repeat`` times, as the admin (no visibility filter) and as a sales rep (their own
+   deals and the activities on their records): every report over all time and over the
+   last ``--period-days`` (90; the forecast over the next 90), the grouped ones overall
+   and per owner;
 3. reports p50 and p99 per report and role, and lists the calls whose p99 is over
    ``--target-ms`` (200 ms; the issue's target for PostgreSQL).
 
@@ -30,27 +31,24 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from sqlalchemy import func, insert, select, text, update
 
-from patron.auth.service import Actor
 from patron.core.db import analyze, create_db_engine
 from patron.core.migrations import upgrade
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings
 from patron.crm.models import Activity, Deal, DealStageVisit, Stage
-from patron.crm.reports import service
-from patron.crm.reports.service import ReportFilters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import fresh_database, machine
+from ingest import free_port, fresh_database, machine, running_server, server_env
 
-from crm import CHUNK, seed, timed
+from crm import CHUNK, seed, timed, tokens
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 CLOSED, WON, USD = 0.35, 0.55, 0.10
@@ -113,40 +111,38 @@ def add_history(runtime: Runtime) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-# The reports, each with the group it is measured by (None: it takes no group_by).
-REPORTS: dict[str, tuple[Callable[..., Any], str | None]] = {
-    "pipeline": (service.pipeline_by_stage, None),
-    "forecast": (service.forecast_by_month, None),
-    "win_rate": (service.win_rate, "none"),
-    "win_rate_by_owner": (service.win_rate, "owner"),
-    "deal_size_by_owner": (service.average_deal_size, "owner"),
-    "sales_cycle": (service.sales_cycle, "none"),
-    "sales_cycle_by_owner": (service.sales_cycle, "owner"),
-    "stage_conversion": (service.stage_conversion, None),
-    "activities": (service.activities_per_owner, None),
+# The reports, each with its path and the group it is measured by (None: it takes none).
+REPORTS: dict[str, tuple[str, str | None]] = {
+    "pipeline": ("/v1/reports/pipeline", None),
+    "forecast": ("/v1/reports/forecast", None),
+    "win_rate": ("/v1/reports/win-rate", "none"),
+    "win_rate_by_owner": ("/v1/reports/win-rate", "owner"),
+    "deal_size_by_owner": ("/v1/reports/deal-size", "owner"),
+    "sales_cycle": ("/v1/reports/sales-cycle", "none"),
+    "sales_cycle_by_owner": ("/v1/reports/sales-cycle", "owner"),
+    "stage_conversion": ("/v1/reports/stage-conversion", None),
+    "activities": ("/v1/reports/activities", None),
 }
 
 
-def queries(now: datetime, days: int) -> dict[str, Callable[[Any, Actor], Any]]:
+def queries(now: datetime, days: int) -> dict[str, tuple[str, dict[str, str]]]:
     """Each report over all time, and over the last ``days`` (the forecast: the next)."""
-    periods = {
-        "all_time": ReportFilters(),
-        f"last_{days}_days": ReportFilters(since=now - timedelta(days=days)),
+    periods: dict[str, dict[str, str]] = {
+        "all_time": {},
+        f"last_{days}_days": {"since": (now - timedelta(days=days)).isoformat()},
     }
-    ahead = ReportFilters(since=now, until=now + timedelta(days=days))
-    out: dict[str, Callable[[Any, Actor], Any]] = {}
-    for name, (report, group_by) in REPORTS.items():
+    ahead = {"since": now.isoformat(), "until": (now + timedelta(days=days)).isoformat()}
+    out: dict[str, tuple[str, dict[str, str]]] = {}
+    for name, (path, group_by) in REPORTS.items():
         grouped = {} if group_by is None else {"group_by": group_by}
-        for period, filters in periods.items():
+        for period, params in periods.items():
             if name == "forecast" and period != "all_time":
-                period, filters = f"next_{days}_days", ahead
-            out[f"{name}/{period}"] = lambda db, a, r=report, f=filters, g=grouped: r(
-                db, actor=a, filters=f, **g
-            )
+                period, params = f"next_{days}_days", ahead
+            out[f"{name}/{period}"] = (path, {**params, **grouped})
     return out
 
 
-def measure(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+def measure(runtime: Runtime, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     seeded = seed(runtime, args)
     out: dict[str, Any] = {
         "seed_seconds": seeded["seed_seconds"],
@@ -155,13 +151,23 @@ def measure(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     analyze(runtime.engine)  # the history changed the deals the statistics describe
     with runtime.readers() as session:
         out["stage_history_rows"] = session.scalar(select(func.count(DealStageVisit.id)))
+    secrets = tokens(runtime, seeded)
     calls = queries(datetime.now(UTC), args.period_days)
-    for role in ("admin", "sales"):
-        actor = seeded[role]
-        out[role] = {
-            name: timed(runtime, args.repeat, lambda db, _i, c=call, a=actor: c(db, a))
-            for name, call in calls.items()
-        }
+    env = server_env(
+        str(runtime.settings.database_url),
+        workdir / "data",
+        free_port(),
+        1,
+        {"PATRON_PROCESS_IN_SERVER": "false"},
+    )
+    with running_server(env, workdir / "server.log") as (url, _pid):
+        for role in ("admin", "sales"):
+            headers = {"Authorization": f"Bearer {secrets[role]}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+                out[role] = {}
+                for name, call in calls.items():
+                    timed(client, 2, lambda _i, c=call: c)  # warm caches and connection
+                    out[role][name] = timed(client, args.repeat, lambda _i, c=call: c)
     out["over_target"] = [
         f"{role} {name}"
         for role in ("admin", "sales")
@@ -181,7 +187,7 @@ def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
             engine.dispose()
             runtime = Runtime.start(settings)
             try:
-                return measure(runtime, args)
+                return measure(runtime, args, workdir)
             finally:
                 runtime.close()
 
