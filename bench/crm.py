@@ -338,6 +338,12 @@ def measure(runtime: Runtime, args: argparse.Namespace, workdir: Path) -> dict[s
         name: round(out["sales"][name]["p50_ms"] / max(out["admin"][name]["p50_ms"], 1e-3), 2)
         for name in out["admin"]
     }
+    if args.reports:
+        # The reports' benchmark on this same data, which saves seeding it a second time.
+        import reports
+
+        settings = argparse.Namespace(repeat=args.reports_repeat, period_days=90, target_ms=200.0)
+        out["reports"] = reports.measure_seeded(runtime, seeded, settings, workdir)
     return out
 
 
@@ -437,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=100)
     parser.add_argument("--import-rows", type=int, default=1_000_000)
     parser.add_argument("--import-process", type=int, default=100_000)
+    parser.add_argument(
+        "--reports",
+        action="store_true",
+        help="then run bench/reports.py's measurements on the same database",
+    )
+    parser.add_argument("--reports-repeat", type=int, default=30)
     args = parser.parse_known_args(argv)[0]
     dialects = ("sqlite", "postgresql") if args.dialect == "both" else (args.dialect,)
     report: dict[str, Any] = {

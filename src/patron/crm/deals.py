@@ -288,11 +288,16 @@ def _move_stage(
             DealStageVisit.deal_id == deal.id, DealStageVisit.left_at.is_(None)
         )
     )
+    previous, stage = session.get(Stage, old_stage), session.get_one(Stage, deal.stage_id)
     if current is not None:
         current.left_at = now
+        current.moved_forward = (
+            previous is not None
+            and previous.pipeline_id == stage.pipeline_id
+            and stage.position > previous.position
+        )
     session.add(DealStageVisit(deal_id=deal.id, stage_id=deal.stage_id, entered_at=now))
     session.flush()
-    previous, stage = session.get(Stage, old_stage), session.get_one(Stage, deal.stage_id)
     properties = {"previous_stage": previous.name if previous else None, "stage": stage.name}
     _track(session, actor, deal, events.DEAL_STAGE_CHANGED, properties)
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -187,6 +188,9 @@ class DealStageVisit(Base):
     stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"))
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     left_at: Mapped[datetime | None]
+    # Whether the stay ended with a move to a later stage of the same pipeline: written
+    # when the deal moves, so the stage conversion report need not find each stay's next.
+    moved_forward: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Activity(Base):
