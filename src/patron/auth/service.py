@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -467,6 +468,27 @@ def owned_or_shared(
     if actor.role is Role.sales:
         return or_(owned == actor.user_id, shared)
     return shared
+
+
+def owned_or_shared_ids(
+    actor: Actor,
+    *,
+    owner: SQLColumnExpression[Any],
+    record_id: SQLColumnExpression[Any],
+    record_type: str,
+    more: Sequence[Select[Any]] = (),
+) -> Select[Any] | CompoundSelect[Any]:
+    """The ids of the records :func:`owned_or_shared` keeps (and those of ``more``), as a
+    union of an owner lookup and the shares: for ``IN`` conditions that need the whole set
+    (an activity on a visible person, a report over every visible record). PostgreSQL
+    estimates each part from its statistics and hashes the set once, where an ``OR`` of
+    the owner and a subquery is guessed at half the table and rescanned per outer row."""
+    parts: list[Select[Any]] = [shared_with(actor, record_type), *more]
+    if actor.role is Role.manager:
+        parts.append(select(record_id).where(or_(owner.in_(teammates(actor)), owner.is_(None))))
+    elif actor.role is Role.sales:
+        parts.append(select(record_id).where(owner == actor.user_id))
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 # --- the audit log ---------------------------------------------------------------------

@@ -9,18 +9,19 @@ on their tickets; everyone the companies shared with them or their teams.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, true
+from sqlalchemy import ColumnElement, CompoundSelect, Select, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
-from patron.auth.service import Actor, owned_or_shared, teammates
+from patron.auth.service import Actor, owned_or_shared, owned_or_shared_ids, teammates
 from patron.core.errors import Forbidden, NotFound
 from patron.crm.fields import CanSee
 from patron.crm.models import Activity, Company, Deal
 from patron.crm.tickets.models import Ticket
 from patron.identity.models import Person
-from patron.profiles.access import readable_persons
+from patron.profiles.access import readable_person_ids, readable_persons
 
 RECORD_TYPE = "company"
 WRITERS = (Role.manager, Role.sales, Role.marketing)
@@ -42,6 +43,18 @@ def readable_companies(actor: Actor | None) -> ColumnElement[bool]:
         on_tickets = select(Ticket.company_id).where(support_tickets(actor))
         scope = or_(scope, Company.id.in_(on_tickets))
     return scope
+
+
+def readable_company_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
+    """The ids of the companies ``actor`` may see, as a set (see ``owned_or_shared_ids``)."""
+    if actor.sees_everything:
+        return select(Company.id)
+    more = []
+    if actor.role is Role.support:
+        more.append(select(Ticket.company_id).where(support_tickets(actor)))
+    return owned_or_shared_ids(
+        actor, owner=Company.owner_id, record_id=Company.id, record_type=RECORD_TYPE, more=more
+    )
 
 
 def live_company(session: Session, company_id: uuid.UUID) -> Company:
@@ -111,6 +124,13 @@ def readable_deals(actor: Actor | None) -> ColumnElement[bool]:
     return owned_or_shared(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
 
 
+def readable_deal_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
+    """The ids of the deals ``actor`` may see, as a set (see ``owned_or_shared_ids``)."""
+    if actor.sees_everything:
+        return select(Deal.id)
+    return owned_or_shared_ids(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
+
+
 def visible_deal(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> Deal:
     """The deal if ``actor`` may see it; otherwise 404, as for one that does not exist."""
     deal = session.scalar(select(Deal).where(Deal.id == deal_id, readable_deals(actor)))
@@ -145,9 +165,9 @@ def readable_activities(actor: Actor | None) -> ColumnElement[bool]:
         owned_or_shared(
             actor, owner=Activity.owner_id, record_id=Activity.id, record_type=ACTIVITY
         ),
-        Activity.person_id.in_(select(Person.id).where(readable_persons(actor))),
-        Activity.company_id.in_(select(Company.id).where(readable_companies(actor))),
-        Activity.deal_id.in_(select(Deal.id).where(readable_deals(actor))),
+        Activity.person_id.in_(readable_person_ids(actor)),
+        Activity.company_id.in_(readable_company_ids(actor)),
+        Activity.deal_id.in_(readable_deal_ids(actor)),
         Activity.ticket_id.in_(select(Ticket.id).where(readable_tickets(actor))),
     )
 
@@ -188,8 +208,9 @@ def readable_tickets(actor: Actor | None) -> ColumnElement[bool]:
     if actor.role is Role.support:
         return support_tickets(actor)
     by_customer = or_(
-        Ticket.person_id.in_(_readable_person_ids(actor)),
-        Ticket.company_id.in_(select(Company.id).where(readable_companies(actor))),
+        Ticket.person_id.in_(readable_person_ids(actor)),
+        Ticket.person_id.in_(_merged_into_readable(actor)),
+        Ticket.company_id.in_(readable_company_ids(actor)),
     )
     if actor.role is Role.manager:
         return or_(team_tickets(actor), by_customer)
@@ -215,11 +236,10 @@ def support_ticket_persons(actor: Actor) -> Select[uuid.UUID]:
     return select(func.coalesce(Person.merged_into, Person.id)).where(Person.id.in_(requesters))
 
 
-def _readable_person_ids(actor: Actor) -> Select[uuid.UUID]:
-    """Persons the actor sees, and the persons merged into them (tickets keep the id of
-    the person they were made for)."""
-    live = select(Person.id).where(readable_persons(actor))
-    return select(Person.id).where(or_(Person.id.in_(live), Person.merged_into.in_(live)))
+def _merged_into_readable(actor: Actor) -> Select[uuid.UUID]:
+    """The persons merged into those the actor sees (tickets keep the id of the person
+    they were made for)."""
+    return select(Person.id).where(Person.merged_into.in_(readable_person_ids(actor)))
 
 
 def visible_ticket(session: Session, actor: Actor | None, ticket_id: uuid.UUID) -> Ticket:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select, true
+from sqlalchemy import ColumnElement, CompoundSelect, Select, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
-from patron.auth.service import Actor, owned_or_shared
+from patron.auth.service import Actor, owned_or_shared, owned_or_shared_ids
 from patron.core.errors import Forbidden, NotFound
 from patron.identity import service as identity
 from patron.identity.models import Person
@@ -39,6 +40,17 @@ def readable_persons(actor: Actor | None) -> ColumnElement[bool]:
     if actor.role is Role.support and SUPPORT_SCOPES:
         scope = or_(scope, *(Person.id.in_(extra(actor)) for extra in SUPPORT_SCOPES))
     return scope
+
+
+def readable_person_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
+    """The ids of the persons ``actor`` may see (:func:`readable_persons` as a set, for
+    ``IN`` conditions over many rows)."""
+    if actor.sees_everything:
+        return select(Person.id)
+    more = [extra(actor) for extra in SUPPORT_SCOPES] if actor.role is Role.support else []
+    return owned_or_shared_ids(
+        actor, owner=Person.owner_id, record_id=Person.id, record_type=RECORD_TYPE, more=more
+    )
 
 
 def visible_person(session: Session, actor: Actor | None, person_id: uuid.UUID) -> Person:
