@@ -91,6 +91,7 @@ class LiveServer:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.stop()  # a server that never answered must not outlive the test
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}")
 
     def kill(self) -> None:
