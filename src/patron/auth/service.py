@@ -447,6 +447,17 @@ def move_shares(
     )
 
 
+def _owned(actor: Actor, owner: SQLColumnExpression[Any]) -> ColumnElement[bool] | None:
+    """What a restricted role owns: a manager their team's and the unassigned records (the
+    pool a manager assigns from, and the persons identity review needs), a sales user their
+    own; None for a role that owns nothing."""
+    if actor.role is Role.manager:
+        return or_(owner.in_(teammates(actor)), owner.is_(None))
+    if actor.role is Role.sales:
+        return owner == actor.user_id
+    return None
+
+
 def owned_or_shared(
     actor: Actor,
     *,
@@ -454,20 +465,15 @@ def owned_or_shared(
     record_id: SQLColumnExpression[Any],
     record_type: str,
 ) -> ColumnElement[bool]:
-    """The records of a restricted role: a manager's team's and the unassigned ones (the
-    pool a manager assigns from, and the persons identity review needs), a sales user's
-    own, and for everyone the records shared with them or their teams."""
+    """The records of a restricted role: those it owns (:func:`_owned`), and for everyone
+    the records shared with them or their teams."""
     shared = record_id.in_(shared_with(actor, record_type))
     # The owner is tested row by row, not looked up in its index: a list then walks its own
     # order (newest first, by name...) and stops after a page, where the planner would
     # otherwise gather every record of the owner through the index, and of the shares,
     # and sort them all (SQLite's "multi-index OR").
-    owned = func.coalesce(owner, owner)
-    if actor.role is Role.manager:
-        return or_(owned.in_(teammates(actor)), owned.is_(None), shared)
-    if actor.role is Role.sales:
-        return or_(owned == actor.user_id, shared)
-    return shared
+    owned = _owned(actor, func.coalesce(owner, owner))
+    return shared if owned is None else or_(owned, shared)
 
 
 def owned_or_shared_ids(
@@ -484,10 +490,9 @@ def owned_or_shared_ids(
     estimates each part from its statistics and hashes the set once, where an ``OR`` of
     the owner and a subquery is guessed at half the table and rescanned per outer row."""
     parts: list[Select[Any]] = [shared_with(actor, record_type), *more]
-    if actor.role is Role.manager:
-        parts.append(select(record_id).where(or_(owner.in_(teammates(actor)), owner.is_(None))))
-    elif actor.role is Role.sales:
-        parts.append(select(record_id).where(owner == actor.user_id))
+    owned = _owned(actor, owner)
+    if owned is not None:
+        parts.append(select(record_id).where(owned))
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 

@@ -39,21 +39,27 @@ def readable_companies(actor: Actor | None) -> ColumnElement[bool]:
     scope = owned_or_shared(
         actor, owner=Company.owner_id, record_id=Company.id, record_type=RECORD_TYPE
     )
-    if actor.role is Role.support:
-        on_tickets = select(Ticket.company_id).where(support_tickets(actor))
-        scope = or_(scope, Company.id.in_(on_tickets))
-    return scope
+    extras = _support_companies(actor)
+    return or_(scope, *(Company.id.in_(extra) for extra in extras)) if extras else scope
+
+
+def _support_companies(actor: Actor) -> list[Select[uuid.UUID | None]]:
+    """The companies a support user sees beyond shares: those on their tickets."""
+    if actor.role is not Role.support:
+        return []
+    return [select(Ticket.company_id).where(support_tickets(actor))]
 
 
 def readable_company_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
     """The ids of the companies ``actor`` may see, as a set (see ``owned_or_shared_ids``)."""
     if actor.sees_everything:
         return select(Company.id)
-    more = []
-    if actor.role is Role.support:
-        more.append(select(Ticket.company_id).where(support_tickets(actor)))
     return owned_or_shared_ids(
-        actor, owner=Company.owner_id, record_id=Company.id, record_type=RECORD_TYPE, more=more
+        actor,
+        owner=Company.owner_id,
+        record_id=Company.id,
+        record_type=RECORD_TYPE,
+        more=_support_companies(actor),
     )
 
 

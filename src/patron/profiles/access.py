@@ -37,9 +37,13 @@ def readable_persons(actor: Actor | None) -> ColumnElement[bool]:
     scope = owned_or_shared(
         actor, owner=Person.owner_id, record_id=Person.id, record_type=RECORD_TYPE
     )
-    if actor.role is Role.support and SUPPORT_SCOPES:
-        scope = or_(scope, *(Person.id.in_(extra(actor)) for extra in SUPPORT_SCOPES))
-    return scope
+    extras = _support_scopes(actor)
+    return or_(scope, *(Person.id.in_(extra) for extra in extras)) if extras else scope
+
+
+def _support_scopes(actor: Actor) -> list[Select[uuid.UUID]]:
+    """The persons a support user sees beyond shares: those the registered domains add."""
+    return [extra(actor) for extra in SUPPORT_SCOPES] if actor.role is Role.support else []
 
 
 def readable_person_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
@@ -47,9 +51,12 @@ def readable_person_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
     ``IN`` conditions over many rows)."""
     if actor.sees_everything:
         return select(Person.id)
-    more = [extra(actor) for extra in SUPPORT_SCOPES] if actor.role is Role.support else []
     return owned_or_shared_ids(
-        actor, owner=Person.owner_id, record_id=Person.id, record_type=RECORD_TYPE, more=more
+        actor,
+        owner=Person.owner_id,
+        record_id=Person.id,
+        record_type=RECORD_TYPE,
+        more=_support_scopes(actor),
     )
 
 
