@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -299,14 +300,10 @@ def tokens(runtime: Runtime, seeded: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def measure(runtime: Runtime, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    seeded = seed(runtime, args)
-    secrets = tokens(runtime, seeded)
-    rng = random.Random(7)
-    out: dict[str, Any] = {
-        "seed_seconds": seeded["seed_seconds"],
-        "index_seconds": seeded["index_seconds"],
-    }
+@contextmanager
+def read_only_server(runtime: Runtime, workdir: Path) -> Iterator[str]:
+    """A real ``patron serve`` on the seeded database (one web worker, processing off);
+    yields its URL."""
     env = server_env(
         str(runtime.settings.database_url),
         workdir / "data",
@@ -315,6 +312,18 @@ def measure(runtime: Runtime, args: argparse.Namespace, workdir: Path) -> dict[s
         {"PATRON_PROCESS_IN_SERVER": "false"},
     )
     with running_server(env, workdir / "server.log") as (url, _pid):
+        yield url
+
+
+def measure(runtime: Runtime, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    seeded = seed(runtime, args)
+    secrets = tokens(runtime, seeded)
+    rng = random.Random(7)
+    out: dict[str, Any] = {
+        "seed_seconds": seeded["seed_seconds"],
+        "index_seconds": seeded["index_seconds"],
+    }
+    with read_only_server(runtime, workdir) as url:
         for role in ("admin", "sales"):
             people = seeded["person_ids"] if role == "admin" else seeded["own_person_ids"]
             stages = seeded["stage_ids"]

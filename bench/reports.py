@@ -47,9 +47,9 @@ from patron.core.settings import Settings
 from patron.crm.models import Activity, Deal, DealStageVisit, Stage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import free_port, fresh_database, machine, running_server, server_env
+from ingest import fresh_database, machine
 
-from crm import CHUNK, seed, timed, tokens
+from crm import CHUNK, read_only_server, seed, timed, tokens
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 CLOSED, WON, USD = 0.35, 0.55, 0.10
@@ -96,12 +96,11 @@ def add_history(runtime: Runtime) -> float:
         ).all()
         deals = session.execute(select(Deal.id, Deal.stage_id).order_by(Deal.id)).all()
     stage_at = [sid for sid, _, _ in stages]
-    position = {sid: at for sid, at, _ in stages}
     where = {sid: (pipeline, at) for sid, at, pipeline in stages}
     for start in range(0, len(deals), CHUNK):
         changes, visits = [], []
         for deal_id, stage_id in deals[start : start + CHUNK]:
-            change, stays = _history_of(deal_id, position[stage_id], stage_at, where, rng, now)
+            change, stays = _history_of(deal_id, where[stage_id][1], stage_at, where, rng, now)
             changes.append(change)
             visits.extend(stays)
         with runtime.sessions() as session, session.begin():
@@ -173,14 +172,7 @@ def measure_seeded(
         out["stage_history_rows"] = session.scalar(select(func.count(DealStageVisit.id)))
     secrets = tokens(runtime, seeded)
     calls = queries(datetime.now(UTC), args.period_days)
-    env = server_env(
-        str(runtime.settings.database_url),
-        workdir / "data",
-        free_port(),
-        1,
-        {"PATRON_PROCESS_IN_SERVER": "false"},
-    )
-    with running_server(env, workdir / "server.log") as (url, _pid):
+    with read_only_server(runtime, workdir) as url:
         for role in ("admin", "sales"):
             headers = {"Authorization": f"Bearer {secrets[role]}"}
             with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
