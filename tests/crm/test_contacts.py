@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from patron.cli import app
+from patron.crm import search
 from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
 
 
@@ -67,6 +69,55 @@ def test_search_by_name_email_phone_and_company(
     assert found("globex bob") == [bob]
     assert found("globex ann") == []
     assert found("100%") == []
+
+
+def test_few_and_many_matches_find_and_count_the_same(
+    client: TestClient,
+    admin: User,
+    make_person: MakePerson,
+    make_user: MakeUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A search with few matches keeps their ids; one with many tests each listed record's
+    document. Both give the same pages and totals, to an admin and to a rep, whose
+    shared records count and whose others do not."""
+    rep = make_user("sales")
+    people = [make_person(f"p{n}@example.com", name=f"Ada Turing {n}") for n in range(7)]
+    make_person("other@example.com", name="Grace Hopper")
+    for person in people[:3]:
+        client.patch(f"/v1/contacts/{person}", json={"owner_id": rep.id}, headers=admin.headers)
+    shared = client.post(
+        f"/v1/contacts/{people[5]}/shares", json={"user_id": rep.id}, headers=admin.headers
+    )
+    assert shared.status_code == 201, shared.text
+
+    def pages(user: User, q: str) -> tuple[list[str], int]:
+        ids, total, cursor = [], None, None
+        while True:
+            params = {"q": q, "limit": 2, **({"cursor": cursor} if cursor else {})}
+            answer = client.get("/v1/contacts", params=params, headers=user.headers)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            ids += [p["id"] for p in body["items"]]
+            total = body["total"] if total is None else total
+            if not (cursor := body.get("next_cursor")):
+                return ids, total
+
+    def every_search() -> dict[tuple[str, str], tuple[list[str], int]]:
+        users = {"admin": admin, "rep": rep}
+        return {
+            (w, q): pages(u, q) for w, u in users.items() for q in ("turing", "ada tur", "hopper")
+        }
+
+    few = every_search()
+    monkeypatch.setattr(search, "DENSE", 1)  # every search with two or more matches is dense
+    many = every_search()
+    assert many == few
+    assert sorted(few["admin", "turing"][0]) == sorted(people)
+    assert few["admin", "turing"][1] == 7
+    assert sorted(few["rep", "ada tur"][0]) == sorted([*people[:3], people[5]])
+    assert few["rep", "ada tur"][1] == 4
+    assert few["rep", "hopper"] == ([], 0)
 
 
 def test_filters_on_crm_fields_traits_and_custom(

@@ -13,11 +13,13 @@ from sqlalchemy import Engine
 
 from patron.core.errors import DatabaseBehind
 
-# What the models do not describe on purpose, because it is one dialect's (migration 0014):
-# SQLite's FTS5 index over search_documents with the shadow tables it keeps, and
-# PostgreSQL's trigram index over the same documents.
+# What the models do not describe on purpose, because it is one dialect's (migrations 0014
+# and 0016): SQLite's FTS5 index over search_documents with the shadow tables it keeps, and
+# PostgreSQL's trigram indexes over the same documents, one per kind.
 UNMODELLED_TABLES = "search_fts"
-UNMODELLED_INDEXES = frozenset({"ix_search_documents_trgm"})
+UNMODELLED_INDEXES = frozenset(
+    {"ix_search_documents_trgm_person", "ix_search_documents_trgm_company"}
+)
 
 
 def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:

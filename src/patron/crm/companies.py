@@ -210,14 +210,9 @@ def list_companies(
         Company.archived_at.is_not(None) if archived else Company.archived_at.is_(None),
     ]
     statement = select(Company).where(*conditions)
-    count_from = None
-    found = search_index.search_filter(
-        session, search_index.COMPANY, Company.id, search or "", entity=Company
-    )
+    found = search_index.search_filter(session, search_index.COMPANY, Company.id, search or "")
     if found is not None:
-        statement = statement.where(found.condition)
-        if found.count_from is not None:
-            count_from = found.count_from.where(*conditions)
+        statement = statement.where(found)
     return keyset_page(
         session,
         statement,
@@ -225,7 +220,6 @@ def list_companies(
         query=query,
         default_sort="name",
         tiebreak=BASE_FIELDS["id"],
-        count_from=count_from,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
 

@@ -127,11 +127,8 @@ def list_contacts(
         linked = select(PersonCompany.person_id).where(PersonCompany.company_id == company_id)
         conditions.append(Person.id.in_(linked))
     statement = select(Person).where(*conditions)
-    count_from = None
-    if search and (found := search_filter(session, RECORD_TYPE, Person.id, search, entity=Person)):
-        statement = statement.where(found.condition)
-        if found.count_from is not None:
-            count_from = found.count_from.where(*conditions)
+    if search and (found := search_filter(session, RECORD_TYPE, Person.id, search)) is not None:
+        statement = statement.where(found)
     return keyset_page(
         session,
         statement,
@@ -139,7 +136,6 @@ def list_contacts(
         query=query,
         default_sort="-created_at",
         tiebreak=BASE_FIELDS["id"],
-        count_from=count_from,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
 

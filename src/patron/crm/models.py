@@ -140,6 +140,15 @@ class Deal(Base):
         Index("ix_deals_owner", "owner_id", "created_at"),
         Index("ix_deals_created", "created_at", "id"),
         Index("ix_deals_stage_amount", "stage_id", "amount", "id"),
+        # Biggest first: lists put nulls last in both directions, so on PostgreSQL the
+        # ascending index read backwards (nulls first) cannot give this order; SQLite's
+        # can (its nulls sort low), and it needs no second index.
+        Index(
+            "ix_deals_stage_amount_desc",
+            "stage_id",
+            text("amount DESC NULLS LAST"),
+            text("id DESC"),
+        ).ddl_if(dialect="postgresql"),
         Index("ix_deals_pipeline_stage", "pipeline_id", "stage_id"),
         Index("ix_deals_person", "person_id"),
         Index("ix_deals_company", "company_id"),
@@ -258,8 +267,8 @@ class SearchDocument(Base):
     names, emails, phones and company names; a company's name and domain.
 
     Indexed for substring search: on SQLite by the FTS5 tables ``search_fts_<kind>`` (trigram
-    tokens, kept in step by triggers), on PostgreSQL by a pg_trgm GIN index. Both are made
-    by migration 0014; the models know only this table.
+    tokens, kept in step by triggers), on PostgreSQL by pg_trgm GIN indexes, one per kind
+    (partial). Both are made by migrations (0014, 0016); the models know only this table.
     """
 
     __tablename__ = "search_documents"

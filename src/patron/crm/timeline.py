@@ -25,9 +25,9 @@ from patron.core.clock import as_utc
 from patron.core.errors import InvalidInput
 from patron.core.pagination import Page, decode_cursor, encode_cursor
 from patron.crm.access import (
-    readable_activities,
-    readable_tickets,
+    activities_on_visible_record,
     reads_internal_notes,
+    tickets_on_visible_record,
     visible_company,
     visible_deal,
 )
@@ -134,7 +134,9 @@ def timeline(
     activity_kinds = [k for k in ACTIVITY_KINDS if k in wanted]
     if activity_kinds:
         activities = select(Activity).where(
-            scope.activities, Activity.kind.in_(activity_kinds), readable_activities(actor)
+            scope.activities,
+            Activity.kind.in_(activity_kinds),
+            activities_on_visible_record(actor),
         )
         sources.append((ACTIVITY, activities, Activity.occurred_at, Activity.id))
     if "change" in wanted:
@@ -168,13 +170,13 @@ def _ticket_sources(
     for those who work tickets)."""
     sources: list[tuple[int, Select[Any], Any, Any]] = []
     if "ticket" in wanted:
-        tickets = select(Ticket).where(scope.tickets, readable_tickets(actor))
+        tickets = select(Ticket).where(scope.tickets, tickets_on_visible_record(actor))
         sources.append((TICKET, tickets, Ticket.created_at, Ticket.id))
     if "comment" in wanted:
         comments = (
             select(TicketComment)
             .join(Ticket, Ticket.id == TicketComment.ticket_id)
-            .where(scope.tickets, readable_tickets(actor))
+            .where(scope.tickets, tickets_on_visible_record(actor))
         )
         if not reads_internal_notes(actor):
             comments = comments.where(TicketComment.public.is_(True))
