@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
@@ -477,9 +478,23 @@ def update_pipeline(
 # --- deals -----------------------------------------------------------------------------
 
 
-def _deal_out(db: DB, deal: Deal) -> DealOut:
-    stage = db.get_one(Stage, deal.stage_id)
-    pipeline = db.get_one(Pipeline, deal.pipeline_id)
+@dataclass
+class _Loaded:
+    """Stages and pipelines a list has loaded already: the session holds only weak
+    references, so each deal of a page would fetch its stage and pipeline again."""
+
+    stages: dict[uuid.UUID, Stage] = field(default_factory=dict)
+    pipelines: dict[uuid.UUID, Pipeline] = field(default_factory=dict)
+
+
+def _deal_out(db: DB, deal: Deal, loaded: _Loaded | None = None) -> DealOut:
+    loaded = loaded or _Loaded()
+    stage = loaded.stages.get(deal.stage_id)
+    if stage is None:
+        stage = loaded.stages[deal.stage_id] = db.get_one(Stage, deal.stage_id)
+    pipeline = loaded.pipelines.get(deal.pipeline_id)
+    if pipeline is None:
+        pipeline = loaded.pipelines[deal.pipeline_id] = db.get_one(Pipeline, deal.pipeline_id)
     weighted = None if deal.amount is None else deal.amount * stage.probability / 100
     return DealOut(
         id=deal.id,
@@ -524,7 +539,8 @@ def list_deals(
 ) -> DealPage:
     """Deals you may see, with filters, search, sort and keyset pages."""
     page = deals.list_deals(db, actor=actor, query=params, search=q, rotting=rotting)
-    items = [_deal_out(db, d) for d in page.items]
+    loaded = _Loaded()
+    items = [_deal_out(db, d, loaded) for d in page.items]
     return DealPage(
         items=items, total=page.total, total_exact=page.total_exact, next_cursor=page.next_cursor
     )
