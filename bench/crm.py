@@ -60,8 +60,10 @@ from patron.core.runtime import Runtime
 from patron.core.settings import Settings
 from patron.crm.models import Activity, Company, Deal, PersonCompany, Pipeline, Stage
 from patron.crm.search import reindex
+from patron.identity import service as identity
 from patron.identity.models import Identity, Person
 from patron.pipeline import Processor
+from patron.profiles.service import get_profile, timeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import free_port, fresh_database, machine, patron_cli, running_server, server_env
@@ -374,7 +376,31 @@ def measure_endpoints(
         name: round(out["sales"][name]["p50_ms"] / max(out["admin"][name]["p50_ms"], 1e-3), 2)
         for name in out["admin"]
     }
+    out["profile_lookup_service"] = profile_lookups(runtime, seeded, args.repeat * 5)
     return out
+
+
+def profile_lookups(runtime: Runtime, seeded: dict[str, Any], count: int) -> dict[str, float]:
+    """Issue 3's profile lookup as service calls, without HTTP: a person found by email,
+    their profile and the first 20 items of their timeline (what ``bench/identity.py``
+    times on its smaller database), for ``count`` random persons."""
+    rng = random.Random(13)
+    latencies = []
+    for person_id in rng.sample(seeded["person_ids"], count):
+        email = f"p{seeded['index_of'][person_id]}@example.com"
+        started = time.perf_counter()
+        with runtime.readers() as db:
+            found = identity.find_by_identifier(
+                db, kind="email", value=email, settings=runtime.settings
+            )
+            get_profile(db, found.id)
+            timeline(db, found.id, limit=20, cursor=None)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return {
+        "lookups": count,
+        "p50_ms": round(percentile(latencies, 0.5), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+    }
 
 
 def write_people_csv(path: Path, rows: int) -> None:

@@ -97,9 +97,12 @@ def merged_ids(session: Session, person_id: uuid.UUID) -> list[uuid.UUID]:
     return list(session.scalars(select(Person.id).where(Person.merged_into == person_id)))
 
 
-def merge_history(session: Session, person_id: uuid.UUID) -> list[Merge]:
-    """Every merge this person took part in, undone ones included, newest first."""
-    ids = [person_id, *merged_ids(session, person_id)]
+def merge_history(
+    session: Session, person_id: uuid.UUID, merged: list[uuid.UUID] | None = None
+) -> list[Merge]:
+    """Every merge this person took part in, undone ones included, newest first;
+    ``merged``: the persons merged into it, when the caller has them already."""
+    ids = [person_id, *(merged_ids(session, person_id) if merged is None else merged)]
     return list(
         session.scalars(
             select(Merge)

@@ -53,12 +53,13 @@ def get_profile(
     """A person's whole profile (an id of a merged person finds the survivor), showing only
     the companies ``actor`` may see."""
     person = identity.live_person(session, person_id)
+    merged = identity.merged_ids(session, person.id)
     return Profile(
         person=person,
         identities=identity.identities_of(session, person.id),
         companies=companies_of(session, person.id, actor=actor),
-        merges=identity.merge_history(session, person.id),
-        merged_ids=identity.merged_ids(session, person.id),
+        merges=identity.merge_history(session, person.id, merged),
+        merged_ids=merged,
         lineage=lineage(session, person.id) if with_lineage else None,
     )
 
