@@ -24,6 +24,7 @@ from patron.crm.access import (
     can_see_for,
     readable_companies,
     require_writer,
+    sees_every_company,
     visible_company,
     writable_company,
 )
@@ -210,9 +211,14 @@ def list_companies(
         Company.archived_at.is_not(None) if archived else Company.archived_at.is_(None),
     ]
     statement = select(Company).where(*conditions)
-    found = search_index.search_filter(session, search_index.COMPANY, Company.id, search or "")
+    count_from = None
+    found = search_index.search_filter(
+        session, search_index.COMPANY, Company.id, search or "", entity=Company
+    )
     if found is not None:
-        statement = statement.where(found)
+        statement = statement.where(found.condition)
+        if found.count_from is not None and sees_every_company(actor):
+            count_from = found.count_from.where(*conditions)
     return keyset_page(
         session,
         statement,
@@ -220,6 +226,7 @@ def list_companies(
         query=query,
         default_sort="name",
         tiebreak=BASE_FIELDS["id"],
+        count_from=count_from,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
 

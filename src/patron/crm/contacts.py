@@ -30,7 +30,12 @@ from patron.crm.models import PersonCompany
 from patron.crm.records import changed, check_owner, check_tags, snapshot, toggle_archived
 from patron.crm.search import SEARCH_COUNT_LIMIT, search_filter
 from patron.identity.models import Person
-from patron.profiles.access import RECORD_TYPE, readable_persons, writable_person
+from patron.profiles.access import (
+    RECORD_TYPE,
+    readable_persons,
+    sees_every_person,
+    writable_person,
+)
 
 LIFECYCLE_STAGES = (
     "subscriber",
@@ -127,8 +132,11 @@ def list_contacts(
         linked = select(PersonCompany.person_id).where(PersonCompany.company_id == company_id)
         conditions.append(Person.id.in_(linked))
     statement = select(Person).where(*conditions)
-    if search and (found := search_filter(session, RECORD_TYPE, Person.id, search)) is not None:
-        statement = statement.where(found)
+    count_from = None
+    if search and (found := search_filter(session, RECORD_TYPE, Person.id, search, entity=Person)):
+        statement = statement.where(found.condition)
+        if found.count_from is not None and sees_every_person(actor):
+            count_from = found.count_from.where(*conditions)
     return keyset_page(
         session,
         statement,
@@ -136,6 +144,7 @@ def list_contacts(
         query=query,
         default_sort="-created_at",
         tiebreak=BASE_FIELDS["id"],
+        count_from=count_from,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
 

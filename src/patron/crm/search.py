@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -159,35 +160,45 @@ def reindex(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(SearchDocument)) or 0
 
 
-# Above this many matching documents a search is "dense" (see :func:`search_filter`).
+# Above this many matching documents a search is "dense" (see :class:`Found`).
 DENSE = 2_000
 # A search's matches are counted up to this many ("1,000+" beyond), like every list's.
 SEARCH_COUNT_LIMIT = COUNT_LIMIT
 
 
-def search_filter(
-    session: Session, record_type: str, record_id: Any, search: str
-) -> ColumnElement[bool] | None:
-    """A condition for the list whose records are of ``record_type`` (with id column
-    ``record_id``): their document holds every word of ``search``. None without words.
+@dataclass(frozen=True)
+class Found:
+    """How a list keeps the records whose document holds every word of a search.
 
-    When few documents match, it is an ``IN`` over their ids: the list sorts those few.
-    When many do, it is a test of each row's own document, written as a scalar subquery so
-    that the database cannot turn it into a join driven by the documents. The list then
-    walks its own order (an index) and stops at a page, and its count walks the records
-    it may show: a sales rep's count looked at 20,000 matching documents to find 1,000 of
-    theirs (160 ms at 1,000,000 persons) where walking the records reads 7,000 documents.
+    ``condition`` goes on the list's statement. When few documents match, it is an ``IN``
+    over their ids: the list sorts those few. When many do, it tests each row's own
+    document, written as a scalar subquery so that the database cannot turn it into a join
+    driven by the documents: the list then walks its own order (an index) and stops at a
+    page, and a restricted user's count walks the records they may see. A sales rep's
+    count read 20,000 matching documents to find 1,000 of theirs (160 ms at 1,000,000
+    persons), where walking their records reads 7,000 documents.
+
+    ``count_from`` (dense searches only) counts the other way, from the matching
+    documents to the records: cheaper for a caller who sees every record, since every
+    match then counts (the list adds its own conditions to it).
     """
+
+    condition: ColumnElement[bool]
+    count_from: Select[Any] | None = None
+
+
+def search_filter(
+    session: Session, record_type: str, record_id: Any, search: str, *, entity: Any
+) -> Found | None:
+    """How a list of ``entity`` (id column ``record_id``) keeps the records of
+    ``record_type`` whose document holds every word of ``search``; None without words."""
     words = search.split()[:MAX_WORDS]
     if not words:
         return None
     documents = _documents_matching(session, record_type, words)
     probe = select(func.count()).select_from(documents.limit(DENSE + 1).subquery())
     if (session.scalar(probe) or 0) <= DENSE:
-        matched: ColumnElement[bool] = record_id.in_(
-            documents.with_only_columns(SearchDocument.record_id)
-        )
-        return matched
+        return Found(record_id.in_(documents.with_only_columns(SearchDocument.record_id)))
     # A document is read by its key and its text tested: cheaper than asking the text index
     # about one document at a time.
     postgres = dialect_name(session) == "postgresql"
@@ -200,7 +211,9 @@ def search_filter(
         )
         .scalar_subquery()
     )
-    return own.is_not(None)
+    matched = documents.subquery("matched")
+    count_from = select(entity).join_from(matched, entity, record_id == matched.c.record_id)
+    return Found(own.is_not(None), count_from)
 
 
 def _documents_matching(
