@@ -171,3 +171,63 @@ def test_a_profile_lists_only_the_companies_the_reader_may_see(
     assert companies(world.admin) == {"Mine", "Theirs"}
     # The rep sees her contact, but not the other rep's company it also works for.
     assert companies(world.rep) == {"Mine"}
+
+
+def test_totals_count_each_visible_record_once(
+    client: TestClient, world: World, make_person: MakePerson
+) -> None:
+    """A restricted user's total is counted in parts (owned, shared, ...) that must not
+    overlap nor miss: records both owned and shared, shared with a team, and unassigned
+    ones (a manager's) each count once, and the total is what the pages list."""
+    h = world.admin.headers
+    pool = make_person("pool@example.com")
+    team = client.get("/v1/teams", headers=h).json()[0]
+    pipeline = client.post(
+        "/v1/pipelines", json={"name": "P", "stages": [{"name": "S", "probability": 10}]}, headers=h
+    ).json()
+    deals = {
+        who: client.post(
+            "/v1/deals", json={"name": who, "pipeline_id": pipeline["id"]}, headers=user.headers
+        ).json()["id"]
+        for who, user in (("mine", world.rep), ("theirs", world.other_rep))
+    }
+    shares = [
+        ("contacts", world.mine_person, {"user_id": world.rep.id}),  # also owned
+        ("contacts", world.theirs_person, {"user_id": world.rep.id}),
+        ("contacts", pool, {"user_id": world.rep.id}),  # no owner: a null in the owner test
+        ("contacts", world.mine_person, {"team_id": team["id"]}),
+        ("companies", world.theirs_company, {"user_id": world.rep.id}),
+        ("deals", deals["mine"], {"user_id": world.rep.id}),  # also owned
+        ("deals", deals["theirs"], {"user_id": world.rep.id}),
+        ("deals", deals["mine"], {"team_id": team["id"]}),
+    ]
+    for kind, record, body in shares:
+        answer = client.post(f"/v1/{kind}/{record}/shares", json=body, headers=h)
+        assert answer.status_code == 201, answer.text
+
+    def listed(user: User, path: str) -> tuple[set[str], int]:
+        ids: list[str] = []
+        total, cursor = None, None
+        while True:
+            params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+            body = client.get(path, params=params, headers=user.headers).json()
+            ids += [item["id"] for item in body["items"]]
+            total = body["total"] if total is None else total
+            if not (cursor := body.get("next_cursor")):
+                assert len(ids) == len(set(ids))
+                return set(ids), total
+
+    everyone = {world.mine_person, world.theirs_person}
+    expected = [
+        (world.rep, "/v1/contacts", everyone | {pool}),
+        (world.other_rep, "/v1/contacts", everyone),  # theirs, and mine through the team
+        (world.manager, "/v1/contacts", everyone | {pool}),  # the team's, the pool, shared
+        (world.rep, "/v1/companies", {world.mine_company, world.theirs_company}),
+        (world.rep, "/v1/deals", set(deals.values())),
+        (world.other_rep, "/v1/deals", set(deals.values())),
+        (world.manager, "/v1/deals", set(deals.values())),
+    ]
+    for user, path, records in expected:
+        found, total = listed(user, path)
+        assert found == records, (user.email, path)
+        assert total == len(records), (user.email, path)

@@ -18,6 +18,8 @@ from sqlalchemy import (
     CompoundSelect,
     Select,
     SQLColumnExpression,
+    and_,
+    false,
     func,
     or_,
     select,
@@ -474,6 +476,33 @@ def owned_or_shared(
     # and sort them all (SQLite's "multi-index OR").
     owned = _owned(actor, func.coalesce(owner, owner))
     return shared if owned is None else or_(owned, shared)
+
+
+def owned_or_shared_arms(
+    actor: Actor,
+    *,
+    owner: SQLColumnExpression[Any],
+    record_id: SQLColumnExpression[Any],
+    record_type: str,
+    more: Sequence[Select[Any]] = (),
+) -> list[ColumnElement[bool]]:
+    """The records :func:`owned_or_shared` keeps (and those of ``more``), as conditions that
+    exclude each other and that an index can serve, for counting: a count of each adds up
+    to the count of all. The owner is tested as a plain column, which its index serves
+    (where the row-by-row test of :func:`owned_or_shared` makes a rep's count read twenty
+    rows for each of theirs); each later arm leaves out the rows of the earlier ones."""
+    arms: list[ColumnElement[bool]] = []
+    earlier: list[ColumnElement[bool]] = []
+    owned = _owned(actor, owner)
+    if owned is not None:
+        arms.append(owned)
+        earlier.append(owned)
+    for part in (shared_with(actor, record_type), *more):
+        kept = record_id.in_(part)
+        # An unknown (null) test counts as false, so that no row falls between the arms.
+        arms.append(and_(kept, *(~func.coalesce(e, false()) for e in earlier)))
+        earlier.append(kept)
+    return arms
 
 
 def owned_or_shared_ids(

@@ -212,14 +212,20 @@ def keyset_page(
     query: ListQuery,
     default_sort: str,
     tiebreak: Field,
+    visible: ColumnElement[bool] | None = None,
+    count_arms: Sequence[ColumnElement[bool]] = (),
     count: bool = True,
     count_from: Select[Any] | None = None,
     count_limit: int = COUNT_LIMIT,
 ) -> Page[Any]:
     """One page of ``statement`` (which selects one entity), filtered, sorted and keyset-paged.
 
-    ``count_from``, when given, selects the same rows in a shape cheaper to count (the
-    filters apply to it too); ``count_limit`` is where counting stops.
+    ``visible`` is the caller's visibility, tested on each row of the page; ``count_arms``
+    the same visibility as conditions that exclude each other (``owned_or_shared_arms``),
+    each of which an index can serve: the total then adds up a count per arm. Without
+    arms, the count applies ``visible`` as the page does. ``count_from``, when given,
+    selects the same rows in a shape cheaper to count (the filters and arms apply to it
+    too); ``count_limit`` is where counting stops.
 
     Nulls come last in either direction (``NULLS LAST``), so a cursor can sit on a null;
     ``tiebreak`` (a unique column) makes the order total and runs in the direction of the
@@ -232,7 +238,13 @@ def keyset_page(
     counted = statement
     if count_from is not None:
         counted = apply_filters(count_from, fields, query.filters, dialect=dialect)
-    total, exact = count_up_to(session, counted, count_limit) if count else (-1, False)
+    if visible is not None:
+        statement = statement.where(visible)
+        if not count_arms:
+            counted = counted.where(visible)
+    total, exact = -1, False
+    if count:
+        total, exact = _count_in_arms(session, counted, count_arms, count_limit)
     sort = parse_sort(fields, query.sort, default_sort)
     keys = [(fields[name].expr, descending, fields[name]) for name, descending in sort]
     keys.append((tiebreak.expr, sort[-1][1], tiebreak))
@@ -254,6 +266,22 @@ def keyset_page(
     if more and rows:
         cursor = encode_cursor([spec, *(_dump_key(v) for v in tuple(rows[-1])[1:])])
     return Page([row[0] for row in rows], total, cursor, exact)
+
+
+def _count_in_arms(
+    session: Session, statement: Select[Any], arms: Sequence[ColumnElement[bool]], limit: int
+) -> tuple[int, bool]:
+    """:func:`count_up_to` of ``statement``, or the sum of its counts under each of
+    ``arms`` (which exclude each other), stopping at ``limit`` overall."""
+    if not arms:
+        return count_up_to(session, statement, limit)
+    total = 0
+    for arm in arms:
+        found, exact = count_up_to(session, statement.where(arm), limit - total)
+        total += found
+        if not exact:
+            return limit, False
+    return total, True
 
 
 def count_up_to(

@@ -15,7 +15,13 @@ from sqlalchemy import ColumnElement, CompoundSelect, Select, func, or_, select,
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
-from patron.auth.service import Actor, owned_or_shared, owned_or_shared_ids, teammates
+from patron.auth.service import (
+    Actor,
+    owned_or_shared,
+    owned_or_shared_arms,
+    owned_or_shared_ids,
+    teammates,
+)
 from patron.core.errors import Forbidden, NotFound
 from patron.crm.fields import CanSee
 from patron.crm.models import Activity, Company, Deal
@@ -46,6 +52,20 @@ def readable_companies(actor: Actor | None) -> ColumnElement[bool]:
     )
     extras = _support_companies(actor)
     return or_(scope, *(Company.id.in_(extra) for extra in extras)) if extras else scope
+
+
+def company_count_arms(actor: Actor | None) -> list[ColumnElement[bool]]:
+    """:func:`readable_companies` split for counting (see ``owned_or_shared_arms``); empty
+    for a caller who sees every company."""
+    if sees_every_company(actor) or actor is None:
+        return []
+    return owned_or_shared_arms(
+        actor,
+        owner=Company.owner_id,
+        record_id=Company.id,
+        record_type=RECORD_TYPE,
+        more=_support_companies(actor),
+    )
 
 
 def _support_companies(actor: Actor) -> list[Select[uuid.UUID | None]]:
@@ -133,6 +153,14 @@ def readable_deals(actor: Actor | None) -> ColumnElement[bool]:
     if actor is None or actor.sees_everything:
         return true()
     return owned_or_shared(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
+
+
+def deal_count_arms(actor: Actor | None) -> list[ColumnElement[bool]]:
+    """:func:`readable_deals` split for counting (see ``owned_or_shared_arms``); empty for
+    a caller who sees every deal."""
+    if actor is None or actor.sees_everything:
+        return []
+    return owned_or_shared_arms(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
 
 
 def readable_deal_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:

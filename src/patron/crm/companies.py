@@ -22,6 +22,7 @@ from patron.crm import search as search_index
 from patron.crm.access import (
     RECORD_TYPE,
     can_see_for,
+    company_count_arms,
     readable_companies,
     require_writer,
     sees_every_company,
@@ -207,7 +208,6 @@ def list_companies(
     """Companies ``actor`` may see, filtered, searched (name and domain), sorted, paged."""
     conditions = [
         Company.merged_into.is_(None),
-        readable_companies(actor),
         Company.archived_at.is_not(None) if archived else Company.archived_at.is_(None),
     ]
     statement = select(Company).where(*conditions)
@@ -226,6 +226,8 @@ def list_companies(
         query=query,
         default_sort="name",
         tiebreak=BASE_FIELDS["id"],
+        visible=readable_companies(actor),
+        count_arms=company_count_arms(actor),
         count_from=count_from,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )

@@ -32,6 +32,7 @@ from patron.crm.search import SEARCH_COUNT_LIMIT, search_filter
 from patron.identity.models import Person
 from patron.profiles.access import (
     RECORD_TYPE,
+    person_count_arms,
     readable_persons,
     sees_every_person,
     writable_person,
@@ -125,7 +126,6 @@ def list_contacts(
     """Live persons ``actor`` may see, filtered, searched, sorted and paged."""
     conditions = [
         Person.merged_into.is_(None),
-        readable_persons(actor),
         Person.archived_at.is_not(None) if archived else Person.archived_at.is_(None),
     ]
     if company_id is not None:
@@ -144,6 +144,8 @@ def list_contacts(
         query=query,
         default_sort="-created_at",
         tiebreak=BASE_FIELDS["id"],
+        visible=readable_persons(actor),
+        count_arms=person_count_arms(actor),
         count_from=count_from,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )

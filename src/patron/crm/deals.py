@@ -23,6 +23,7 @@ from patron.crm import fields as custom_fields
 from patron.crm.access import (
     DEAL,
     can_see_for,
+    deal_count_arms,
     readable_deals,
     require_deal_writer,
     visible_company,
@@ -352,7 +353,7 @@ def list_deals(
 ) -> Page[Deal]:
     """Deals ``actor`` may see, filtered, searched by name, sorted and paged; ``rotting``
     keeps only the rotting deals (True) or only the others (False)."""
-    statement = select(Deal).where(readable_deals(actor))
+    statement = select(Deal)
     if search:
         for word in search.lower().split()[:10]:
             statement = statement.where(func.lower(Deal.name).contains(word, autoescape=True))
@@ -366,6 +367,8 @@ def list_deals(
         query=query,
         default_sort="-created_at",
         tiebreak=BASE_FIELDS["id"],
+        visible=readable_deals(actor),
+        count_arms=deal_count_arms(actor),
     )
 
 

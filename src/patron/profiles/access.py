@@ -17,7 +17,12 @@ from sqlalchemy import ColumnElement, CompoundSelect, Select, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
-from patron.auth.service import Actor, owned_or_shared, owned_or_shared_ids
+from patron.auth.service import (
+    Actor,
+    owned_or_shared,
+    owned_or_shared_arms,
+    owned_or_shared_ids,
+)
 from patron.core.errors import Forbidden, NotFound
 from patron.identity import service as identity
 from patron.identity.models import Person
@@ -45,6 +50,20 @@ def readable_persons(actor: Actor | None) -> ColumnElement[bool]:
     )
     extras = _support_scopes(actor)
     return or_(scope, *(Person.id.in_(extra) for extra in extras)) if extras else scope
+
+
+def person_count_arms(actor: Actor | None) -> list[ColumnElement[bool]]:
+    """:func:`readable_persons` split for counting (see ``owned_or_shared_arms``); empty
+    for a caller who sees every person."""
+    if sees_every_person(actor) or actor is None:
+        return []
+    return owned_or_shared_arms(
+        actor,
+        owner=Person.owner_id,
+        record_id=Person.id,
+        record_type=RECORD_TYPE,
+        more=_support_scopes(actor),
+    )
 
 
 def _support_scopes(actor: Actor) -> list[Select[uuid.UUID]]:
