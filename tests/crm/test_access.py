@@ -174,7 +174,7 @@ def test_a_profile_lists_only_the_companies_the_reader_may_see(
 
 
 def test_totals_count_each_visible_record_once(
-    client: TestClient, world: World, make_person: MakePerson
+    client: TestClient, world: World, make_person: MakePerson, make_user: MakeUser
 ) -> None:
     """A restricted user's total is counted in parts (owned, shared, ...) that must not
     overlap nor miss: records both owned and shared, shared with a team, and unassigned
@@ -201,9 +201,18 @@ def test_totals_count_each_visible_record_once(
         ("deals", deals["theirs"], {"user_id": world.rep.id}),
         ("deals", deals["mine"], {"team_id": team["id"]}),
     ]
+    support = make_user("support")
+    shares.append(("contacts", world.mine_person, {"user_id": support.id}))
     for kind, record, body in shares:
         answer = client.post(f"/v1/{kind}/{record}/shares", json=body, headers=h)
         assert answer.status_code == 201, answer.text
+    # A queue ticket brings its person and company to support; the person is also shared.
+    ticket = {"subject": "Help", "person_id": world.theirs_person}
+    ticket["company_id"] = world.theirs_company
+    answer = client.post("/v1/tickets", json=ticket, headers=h)
+    assert answer.status_code == 201, answer.text
+    twice = {**ticket, "person_id": world.mine_person}
+    assert client.post("/v1/tickets", json=twice, headers=h).status_code == 201
 
     def listed(user: User, path: str) -> tuple[set[str], int]:
         ids: list[str] = []
@@ -226,6 +235,8 @@ def test_totals_count_each_visible_record_once(
         (world.rep, "/v1/deals", set(deals.values())),
         (world.other_rep, "/v1/deals", set(deals.values())),
         (world.manager, "/v1/deals", set(deals.values())),
+        (support, "/v1/contacts", everyone),  # one on a ticket, one shared and on a ticket
+        (support, "/v1/companies", {world.theirs_company}),
     ]
     for user, path, records in expected:
         found, total = listed(user, path)
