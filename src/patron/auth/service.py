@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -523,6 +524,67 @@ def owned_or_shared_ids(
     if owned is not None:
         parts.append(select(record_id).where(owned))
     return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+def sees_everything(actor: Actor | None) -> bool:
+    """Whether ``actor`` reads every person, company and deal (None: the system)."""
+    return actor is None or actor.sees_everything
+
+
+def _no_extras(_actor: Actor) -> Sequence[Select[Any]]:
+    return ()
+
+
+@dataclass(frozen=True)
+class OwnedRecords:
+    """Who may see one kind of record that has an owner: everyone who sees everything;
+    restricted roles what they own (:func:`_owned`), what is shared with them, and what
+    ``extras`` adds for them (a support user: the records on their tickets).
+
+    The rule has three forms, each for its kind of query, derived here from one
+    description so that they cannot drift apart: a test per row (:meth:`condition`,
+    for pages that walk their own order), a set of ids (:meth:`ids`, for ``IN`` over many
+    rows) and parts that exclude each other (:meth:`count_arms`, for counting)."""
+
+    owner: SQLColumnExpression[Any]
+    record_id: SQLColumnExpression[Any]
+    record_type: str
+    extras: Callable[[Actor], Sequence[Select[Any]]] = _no_extras
+
+    def condition(self, actor: Actor | None) -> ColumnElement[bool]:
+        """True for the records ``actor`` may see."""
+        if sees_everything(actor) or actor is None:  # (the second test tells the type checker)
+            return true()
+        scope = owned_or_shared(
+            actor, owner=self.owner, record_id=self.record_id, record_type=self.record_type
+        )
+        extras = self.extras(actor)
+        return or_(scope, *(self.record_id.in_(extra) for extra in extras)) if extras else scope
+
+    def ids(self, actor: Actor) -> Select[Any] | CompoundSelect[Any]:
+        """The ids of the records ``actor`` may see (see :func:`owned_or_shared_ids`)."""
+        if sees_everything(actor):
+            return select(self.record_id)
+        return owned_or_shared_ids(
+            actor,
+            owner=self.owner,
+            record_id=self.record_id,
+            record_type=self.record_type,
+            more=self.extras(actor),
+        )
+
+    def count_arms(self, actor: Actor | None) -> list[ColumnElement[bool]]:
+        """The rule in parts for counting (see :func:`owned_or_shared_arms`); empty for a
+        caller who sees everything."""
+        if sees_everything(actor) or actor is None:
+            return []
+        return owned_or_shared_arms(
+            actor,
+            owner=self.owner,
+            record_id=self.record_id,
+            record_type=self.record_type,
+            more=self.extras(actor),
+        )
 
 
 # --- the audit log ---------------------------------------------------------------------

@@ -9,17 +9,16 @@ on their tickets; everyone the companies shared with them or their teams.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, Select, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
 from patron.auth.service import (
     Actor,
+    OwnedRecords,
     owned_or_shared,
-    owned_or_shared_arms,
-    owned_or_shared_ids,
+    sees_everything,
     teammates,
 )
 from patron.core.errors import Forbidden, NotFound
@@ -38,36 +37,6 @@ DEAL_WRITERS = (Role.manager, Role.sales)
 MAX_HOPS = 64
 
 
-def sees_every_company(actor: Actor | None) -> bool:
-    """Whether ``actor`` sees every company (None: the system)."""
-    return actor is None or actor.sees_everything
-
-
-def readable_companies(actor: Actor | None) -> ColumnElement[bool]:
-    """A condition on :class:`Company` true for the companies ``actor`` may see."""
-    if sees_every_company(actor) or actor is None:  # (the second test only tells the type checker)
-        return true()
-    scope = owned_or_shared(
-        actor, owner=Company.owner_id, record_id=Company.id, record_type=RECORD_TYPE
-    )
-    extras = _support_companies(actor)
-    return or_(scope, *(Company.id.in_(extra) for extra in extras)) if extras else scope
-
-
-def company_count_arms(actor: Actor | None) -> list[ColumnElement[bool]]:
-    """:func:`readable_companies` split for counting (see ``owned_or_shared_arms``); empty
-    for a caller who sees every company."""
-    if sees_every_company(actor) or actor is None:
-        return []
-    return owned_or_shared_arms(
-        actor,
-        owner=Company.owner_id,
-        record_id=Company.id,
-        record_type=RECORD_TYPE,
-        more=_support_companies(actor),
-    )
-
-
 def _support_companies(actor: Actor) -> list[Select[uuid.UUID | None]]:
     """The companies a support user sees beyond shares: those on their tickets."""
     if actor.role is not Role.support:
@@ -75,17 +44,15 @@ def _support_companies(actor: Actor) -> list[Select[uuid.UUID | None]]:
     return [select(Ticket.company_id).where(support_tickets(actor))]
 
 
-def readable_company_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
-    """The ids of the companies ``actor`` may see, as a set (see ``owned_or_shared_ids``)."""
-    if actor.sees_everything:
-        return select(Company.id)
-    return owned_or_shared_ids(
-        actor,
-        owner=Company.owner_id,
-        record_id=Company.id,
-        record_type=RECORD_TYPE,
-        more=_support_companies(actor),
-    )
+# Companies follow the rule of persons; support users also see those on their tickets.
+COMPANIES = OwnedRecords(Company.owner_id, Company.id, RECORD_TYPE, _support_companies)
+sees_every_company = sees_everything
+# A condition on :class:`Company`, true for the companies an actor may see.
+readable_companies = COMPANIES.condition
+# Their ids, as a set (see ``owned_or_shared_ids``).
+readable_company_ids = COMPANIES.ids
+# The rule in parts for counting (see ``owned_or_shared_arms``).
+company_count_arms = COMPANIES.count_arms
 
 
 def live_company(session: Session, company_id: uuid.UUID) -> Company:
@@ -147,27 +114,12 @@ def can_see_for(session: Session, actor: Actor | None) -> CanSee:
 # --- deals -----------------------------------------------------------------------------
 
 
-def readable_deals(actor: Actor | None) -> ColumnElement[bool]:
-    """A condition on :class:`Deal` true for the deals ``actor`` may see: the same rule as
-    companies (support sees the deals of no one: tickets bring persons and companies)."""
-    if actor is None or actor.sees_everything:
-        return true()
-    return owned_or_shared(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
-
-
-def deal_count_arms(actor: Actor | None) -> list[ColumnElement[bool]]:
-    """:func:`readable_deals` split for counting (see ``owned_or_shared_arms``); empty for
-    a caller who sees every deal."""
-    if actor is None or actor.sees_everything:
-        return []
-    return owned_or_shared_arms(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
-
-
-def readable_deal_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
-    """The ids of the deals ``actor`` may see, as a set (see ``owned_or_shared_ids``)."""
-    if actor.sees_everything:
-        return select(Deal.id)
-    return owned_or_shared_ids(actor, owner=Deal.owner_id, record_id=Deal.id, record_type=DEAL)
+# Deals: the same rule as companies (support sees the deals of no one: tickets bring
+# persons and companies).
+DEALS = OwnedRecords(Deal.owner_id, Deal.id, DEAL)
+readable_deals = DEALS.condition
+readable_deal_ids = DEALS.ids
+deal_count_arms = DEALS.count_arms
 
 
 def visible_deal(session: Session, actor: Actor | None, deal_id: uuid.UUID) -> Deal:

@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, Select, or_, select, true
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
-from patron.auth.service import (
-    Actor,
-    owned_or_shared,
-    owned_or_shared_arms,
-    owned_or_shared_ids,
-)
+from patron.auth.service import Actor, OwnedRecords, sees_everything
 from patron.core.errors import Forbidden, NotFound
 from patron.identity import service as identity
 from patron.identity.models import Person
@@ -34,55 +28,21 @@ WRITERS = (Role.manager, Role.sales, Role.marketing)
 SUPPORT_SCOPES: list[Callable[[Actor], Select[uuid.UUID]]] = []
 
 
-def sees_every_person(actor: Actor | None) -> bool:
-    """Whether ``actor`` sees every person (None: the system), so that nothing needs
-    filtering or counting per person."""
-    return actor is None or actor.sees_everything
-
-
-def readable_persons(actor: Actor | None) -> ColumnElement[bool]:
-    """A condition on :class:`Person` true for the persons ``actor`` may see (None: the
-    system, which sees everyone)."""
-    if sees_every_person(actor) or actor is None:  # (the second test only tells the type checker)
-        return true()
-    scope = owned_or_shared(
-        actor, owner=Person.owner_id, record_id=Person.id, record_type=RECORD_TYPE
-    )
-    extras = _support_scopes(actor)
-    return or_(scope, *(Person.id.in_(extra) for extra in extras)) if extras else scope
-
-
-def person_count_arms(actor: Actor | None) -> list[ColumnElement[bool]]:
-    """:func:`readable_persons` split for counting (see ``owned_or_shared_arms``); empty
-    for a caller who sees every person."""
-    if sees_every_person(actor) or actor is None:
-        return []
-    return owned_or_shared_arms(
-        actor,
-        owner=Person.owner_id,
-        record_id=Person.id,
-        record_type=RECORD_TYPE,
-        more=_support_scopes(actor),
-    )
-
-
 def _support_scopes(actor: Actor) -> list[Select[uuid.UUID]]:
     """The persons a support user sees beyond shares: those the registered domains add."""
     return [extra(actor) for extra in SUPPORT_SCOPES] if actor.role is Role.support else []
 
 
-def readable_person_ids(actor: Actor) -> Select[Any] | CompoundSelect[Any]:
-    """The ids of the persons ``actor`` may see (:func:`readable_persons` as a set, for
-    ``IN`` conditions over many rows)."""
-    if actor.sees_everything:
-        return select(Person.id)
-    return owned_or_shared_ids(
-        actor,
-        owner=Person.owner_id,
-        record_id=Person.id,
-        record_type=RECORD_TYPE,
-        more=_support_scopes(actor),
-    )
+PERSONS = OwnedRecords(Person.owner_id, Person.id, RECORD_TYPE, _support_scopes)
+# Whether an actor sees every person (None: the system), so that nothing needs filtering
+# or counting per person.
+sees_every_person = sees_everything
+# A condition on :class:`Person`, true for the persons an actor may see (None: everyone).
+readable_persons = PERSONS.condition
+# The ids of the persons an actor may see, as a set for ``IN`` over many rows.
+readable_person_ids = PERSONS.ids
+# The same rule in parts that exclude each other, for counting; empty for who sees all.
+person_count_arms = PERSONS.count_arms
 
 
 def visible_person(session: Session, actor: Actor | None, person_id: uuid.UUID) -> Person:
