@@ -23,6 +23,14 @@ def test_analyze_gives_the_planner_statistics(runtime: Runtime, make_person: Mak
             rows = connection.execute(
                 text("SELECT count(*) FROM pg_stats WHERE tablename = 'persons'")
             ).scalar()
+            # The event log too: scoring reads a person's events through person_events.
+            logged = connection.execute(
+                text(
+                    "SELECT count(DISTINCT tablename) FROM pg_stats WHERE tablename IN "
+                    "('events', 'person_events')"
+                )
+            ).scalar()
+            assert logged == 2
     assert rows
     job = next(j for j in JOBS if j.name == "analyze")
     assert job.every_seconds(runtime.settings) == 3600
