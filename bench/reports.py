@@ -74,7 +74,8 @@ def _history_of(
     for stay, after in pairwise(stays):
         # What the deal service records when a deal moves (the report reads it).
         (pipeline, at), (next_pipeline, next_at) = where[stay["stage_id"]], where[after["stage_id"]]
-        stay["moved_forward"] = pipeline == next_pipeline and next_at > at
+        forward = pipeline == next_pipeline and next_at > at
+        _settle(stay, "moved_on" if forward else "moved_back", stay["left_at"])
     change: dict[str, Any] = {"id": deal_id, "created_at": created}
     if rng.random() < USD:
         change["currency"] = "USD"
@@ -82,9 +83,16 @@ def _history_of(
         change["status"] = "won" if rng.random() < WON else "lost"
         change["closed_at"] = min(entered + timedelta(days=rng.uniform(1, 15)), now)
         change["lost_reason"] = "price" if change["status"] == "lost" else None
+        _settle(stays[-1], change["status"], change["closed_at"])  # it ended with the deal
     else:
         change["expected_close_date"] = (now + timedelta(days=rng.uniform(0, 365))).date()
     return change, stays
+
+
+def _settle(stay: dict[str, Any], outcome: str, ended_at: datetime) -> None:
+    """What the deal service stores on a stay when it ends."""
+    stay["outcome"], stay["ended_at"] = outcome, max(ended_at, stay["entered_at"])
+    stay["seconds"] = round((stay["ended_at"] - stay["entered_at"]).total_seconds())
 
 
 def add_history(runtime: Runtime) -> float:
@@ -110,7 +118,7 @@ def add_history(runtime: Runtime) -> float:
                 session.execute(
                     update(Deal), same, execution_options={"synchronize_session": False}
                 )
-            blank = {"left_at": None, "moved_forward": False}
+            blank = {"left_at": None, "outcome": None, "ended_at": None, "seconds": None}
             session.execute(insert(DealStageVisit), [{**blank, **v} for v in visits])
     with runtime.sessions() as session, session.begin():
         session.execute(

@@ -239,6 +239,8 @@ def update_deal(
         )
     if deal.stage_id != old_stage:
         _move_stage(session, actor, deal, old_stage, now)
+    if deal.stage_id != old_stage or "status" in new:
+        _settle_current_stay(session, deal)
     if "status" in new:
         _track_status(session, actor, deal)
     return deal
@@ -284,23 +286,48 @@ def _apply_status(deal: Deal, status: Any, reason: Any) -> None:
 def _move_stage(
     session: Session, actor: Actor | None, deal: Deal, old_stage: uuid.UUID, now: datetime
 ) -> None:
-    current = session.scalar(
-        select(DealStageVisit).where(
-            DealStageVisit.deal_id == deal.id, DealStageVisit.left_at.is_(None)
-        )
-    )
+    current = _current_stay(session, deal)
     previous, stage = session.get(Stage, old_stage), session.get_one(Stage, deal.stage_id)
     if current is not None:
-        current.left_at = now
-        current.moved_forward = (
+        forward = (
             previous is not None
             and previous.pipeline_id == stage.pipeline_id
             and stage.position > previous.position
         )
+        current.left_at = now
+        _settle(current, "moved_on" if forward else "moved_back", now)
     session.add(DealStageVisit(deal_id=deal.id, stage_id=deal.stage_id, entered_at=now))
     session.flush()
     properties = {"previous_stage": previous.name if previous else None, "stage": stage.name}
     _track(session, actor, deal, events.DEAL_STAGE_CHANGED, properties)
+
+
+def _current_stay(session: Session, deal: Deal) -> DealStageVisit | None:
+    return session.scalar(
+        select(DealStageVisit).where(
+            DealStageVisit.deal_id == deal.id, DealStageVisit.left_at.is_(None)
+        )
+    )
+
+
+def _settle(stay: DealStageVisit, outcome: str | None, ended_at: datetime | None) -> None:
+    """Record how ``stay`` ended (None: it goes on), never before it began."""
+    if outcome is None or ended_at is None:
+        stay.outcome = stay.ended_at = stay.seconds = None
+        return
+    ended_at = max(as_utc(ended_at), as_utc(stay.entered_at))
+    stay.outcome, stay.ended_at = outcome, ended_at
+    stay.seconds = round((ended_at - as_utc(stay.entered_at)).total_seconds())
+
+
+def _settle_current_stay(session: Session, deal: Deal) -> None:
+    """The stay in the deal's stage ends with the deal when it is won or lost (at its close
+    time), and goes on again when it is reopened."""
+    current = _current_stay(session, deal)
+    if current is None:
+        return
+    closed = deal.status in ("won", "lost")
+    _settle(current, deal.status if closed else None, deal.closed_at if closed else None)
 
 
 def _track_status(session: Session, actor: Actor | None, deal: Deal) -> None:

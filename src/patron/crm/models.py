@@ -15,7 +15,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -183,13 +182,40 @@ class Deal(Base):
 
 
 class DealStageVisit(Base):
-    """A deal's time in one stage: entered, and left (None while it is still there)."""
+    """A deal's time in one stage: entered, and left (None while it is still there).
+
+    A stay is *settled* when it ends: the deal moved on to a later stage of the same
+    pipeline, moved back (or to another pipeline), or was won or lost in it. The deal
+    service writes the outcome, the end and the length then, so the stage conversion
+    report counts and measures stays as stored instead of working each one out again
+    from the deal on every call. A won or lost deal's stay ends when it closed; reopening
+    the deal unsettles it.
+    """
 
     __tablename__ = "deal_stage_history"
     __table_args__ = (
         Index("ix_deal_stage_history_deal", "deal_id", "id"),
-        # The stage conversion report reads the stays begun in a period.
-        Index("ix_deal_stage_history_entered", "entered_at"),
+        # The stage conversion report reads the stays begun in a period (all it needs of
+        # them from the index alone); over all time, the ended stays' counts and lengths
+        # per stage and outcome, the open ones per stage, and each median at its position
+        # in stage and length (or entry) order.
+        Index(
+            "ix_deal_stage_history_entered",
+            "entered_at",
+            "stage_id",
+            "outcome",
+            "seconds",
+            "ended_at",
+        ),
+        Index("ix_deal_stage_history_outcome", "stage_id", "outcome", "seconds"),
+        Index("ix_deal_stage_history_length", "stage_id", "seconds"),
+        Index(
+            "ix_deal_stage_history_open",
+            "stage_id",
+            "entered_at",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -197,9 +223,11 @@ class DealStageVisit(Base):
     stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipeline_stages.id"))
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     left_at: Mapped[datetime | None]
-    # Whether the stay ended with a move to a later stage of the same pipeline: written
-    # when the deal moves, so the stage conversion report need not find each stay's next.
-    moved_forward: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # moved_on, moved_back, won or lost; None while the stay goes on.
+    outcome: Mapped[str | None] = mapped_column(String(10))
+    ended_at: Mapped[datetime | None]
+    # Whole seconds from entered_at to ended_at.
+    seconds: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Activity(Base):

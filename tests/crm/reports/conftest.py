@@ -148,7 +148,8 @@ def _deal(session: Session, sales: Sales, name: str, spec: tuple[Any, ...]) -> u
 def _backdate(
     session: Session, deal_id: uuid.UUID, entered: Sequence[datetime], closed: datetime | None
 ) -> None:
-    """Give the deal's stays and dates the history of the table above."""
+    """Give the deal's stays and dates the history of the table above; an ended stay's
+    end and length move with it (its outcome stays what the deal service recorded)."""
     visits = session.scalars(
         select(DealStageVisit).where(DealStageVisit.deal_id == deal_id).order_by(DealStageVisit.id)
     ).all()
@@ -156,6 +157,10 @@ def _backdate(
     for i, visit in enumerate(visits):
         visit.entered_at = entered[i]
         visit.left_at = entered[i + 1] if i + 1 < len(entered) else None
+        ended = visit.left_at or (closed if visit.outcome in ("won", "lost") else None)
+        if ended is not None:
+            visit.ended_at = max(ended, visit.entered_at)
+            visit.seconds = round((visit.ended_at - visit.entered_at).total_seconds())
     session.execute(
         update(Deal).where(Deal.id == deal_id).values(created_at=entered[0], closed_at=closed)
     )

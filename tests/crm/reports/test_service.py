@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import astuple
+from dataclasses import astuple, replace
 from decimal import Decimal
 from typing import Any
 
@@ -193,10 +193,22 @@ def test_stage_conversion_and_time_in_stage(db: Session, sales: Sales) -> None:
         ("Sales", "Negotiation", 2, 0, 1, 1, 0, 0, 0.5, 10.0, 10.0, None, None),
     ]
     assert rows[2].stage_id == sales.stages["Q"]
-    # A period that holds everything reads the stays another way (by date, each looking up
-    # its next stay) and must say the same.
+    # A period that holds everything reads the stays another way (by date, measuring each
+    # one, where all time reads counts and medians from indexes) and must say the same;
+    # so must one pipeline's stages.
     ever = ReportFilters(since=at(1, 1, 2000))
     assert service.stage_conversion(db, actor=sales.actors["admin"], filters=ever, now=NOW) == rows
+    for name, pipeline_id in sales.pipelines.items():
+        whole, since_2000 = (
+            ReportFilters(pipeline_id=pipeline_id),
+            replace(ever, pipeline_id=pipeline_id),
+        )
+        found = service.stage_conversion(db, actor=sales.actors["admin"], filters=whole, now=NOW)
+        assert found == [r for r in rows if r.pipeline == name]
+        assert (
+            service.stage_conversion(db, actor=sales.actors["admin"], filters=since_2000, now=NOW)
+            == found
+        )
 
 
 def test_stage_conversion_filters(db: Session, sales: Sales) -> None:
