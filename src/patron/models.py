@@ -33,6 +33,7 @@ from patron.crm.leads.models import (
 )
 from patron.crm.models import (
     Activity,
+    ActivityTally,
     Company,
     CustomField,
     Deal,
@@ -61,6 +62,7 @@ metadata = Base.metadata
 
 __all__ = [
     "Activity",
+    "ActivityTally",
     "ApiToken",
     "AssignmentMember",
     "AssignmentRule",

@@ -290,6 +290,30 @@ class Activity(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# The owner of activities that have none, in ActivityTally (a key column cannot be null).
+NO_OWNER = uuid.UUID(int=0)
+
+
+class ActivityTally(Base):
+    """How many activities of a kind an owner logged on a day (UTC), and how many they
+    completed on it: the activity report over whole days for callers who see every
+    activity, instead of counting millions of rows on each call.
+
+    Kept by database triggers on ``activities`` (migration 0018), so that every write
+    counts, whatever makes it: the services, bulk statements, a deleted user's activities
+    losing their owner. A migration that rebuilds ``activities`` (SQLite's batch mode) must
+    make the triggers again; ``tests/crm/test_activity_tallies.py`` fails if it does not.
+    """
+
+    __tablename__ = "activity_tallies"
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # NO_OWNER for none
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    logged: Mapped[int] = mapped_column(default=0)
+    completed: Mapped[int] = mapped_column(default=0)
+
+
 class SearchDocument(Base):
     """The text a contact or a company is found by (``patron.crm.search``): a person's
     names, emails, phones and company names; a company's name and domain.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -46,7 +46,15 @@ from patron.core.errors import InvalidInput
 from patron.crm import deals
 from patron.crm import fields as custom_fields
 from patron.crm.access import readable_activities, readable_deal_ids, readable_deals
-from patron.crm.models import Activity, Deal, DealStageVisit, Pipeline, Stage
+from patron.crm.models import (
+    NO_OWNER,
+    Activity,
+    ActivityTally,
+    Deal,
+    DealStageVisit,
+    Pipeline,
+    Stage,
+)
 
 CENTS = Decimal("0.01")
 UNITS = Decimal("0.0001")
@@ -718,26 +726,91 @@ def activities_per_owner(
 ) -> list[ActivityOwnerRow]:
     """Per owner, the activities they logged in the range by kind, the tasks created in
     it and the tasks completed in it (``total`` is all but the completions). The pipeline
-    filter keeps the activities on that pipeline's deals."""
+    filter keeps the activities on that pipeline's deals.
+
+    For a caller who sees every activity, whole days come from the tallies the database
+    keeps (:class:`ActivityTally`) and only the hours before the first and after the last
+    whole day are counted from the activities; everyone else's are counted, as they see
+    them."""
     filters = check_filters(session, filters)
-    counts = _activity_counts(actor, filters)
-    statement = select(
-        counts.c.owner_id, _user_label(), counts.c.kind, counts.c.logged, counts.c.done
-    ).outerjoin(User, User.id == counts.c.owner_id)
-    owners: dict[uuid.UUID | None, tuple[str | None, dict[str, tuple[int, int]]]] = {}
-    for owner_id, label, kind, logged, done in session.execute(statement):
-        owners.setdefault(owner_id, (label, {}))[1][kind] = (logged, done)
+    counts: dict[tuple[uuid.UUID | None, str], tuple[int, int]] = {}
+    if (actor is None or actor.sees_everything) and filters.pipeline_id is None:
+        _tallied(session, filters, counts)
+    else:
+        _counted(session, _activity_counts(actor, filters), counts)
+    owners: dict[uuid.UUID | None, dict[str, tuple[int, int]]] = {}
+    for (owner_id, kind), found in counts.items():
+        if any(found):
+            owners.setdefault(owner_id, {})[kind] = found
+    ids = [owner_id for owner_id in owners if owner_id is not None]
+    labels: dict[uuid.UUID, str | None] = {}
+    for user_id, label in session.execute(select(User.id, _user_label()).where(User.id.in_(ids))):
+        labels[user_id] = label
     rows = []
-    for owner_id, (label, kinds) in owners.items():
+    for owner_id, kinds in owners.items():
         calls, meetings, notes, emails, tasks = (kinds.get(k, (0, 0))[0] for k in KINDS)
         completed = kinds.get("task", (0, 0))[1]
         total = calls + meetings + notes + emails + tasks
+        label = labels.get(owner_id) if owner_id is not None else None
         rows.append(
             ActivityOwnerRow(
                 owner_id, label, calls, meetings, notes, emails, tasks, completed, total
             )
         )
     return sorted(rows, key=lambda r: (*_text_order(r.owner), *_text_order(_text(r.owner_id))))
+
+
+def _counted(
+    session: Session, grouped: Subquery, counts: dict[tuple[uuid.UUID | None, str], tuple[int, int]]
+) -> None:
+    """Adds ``grouped`` (owner_id, kind, logged, done) to ``counts``."""
+    for owner_id, kind, logged, done in session.execute(select(grouped)):
+        before = counts.get((owner_id, kind), (0, 0))
+        counts[(owner_id, kind)] = (before[0] + logged, before[1] + done)
+
+
+def _midnight(moment: datetime, *, up: bool) -> datetime:
+    """The UTC midnight at or before ``moment`` (after it, with ``up``, unless it is one)."""
+    floor = datetime.combine(moment.date(), time(), UTC)
+    return floor + timedelta(days=1) if up and floor < moment else floor
+
+
+def _tallied(
+    session: Session,
+    filters: ReportFilters,
+    counts: dict[tuple[uuid.UUID | None, str], tuple[int, int]],
+) -> None:
+    """:func:`_counted` for every activity: the whole days in the range from the tallies,
+    the hours at either end of it from the activities."""
+    first = None if filters.since is None else _midnight(filters.since, up=True)
+    last = None if filters.until is None else _midnight(filters.until, up=False)
+    if first is not None and last is not None and first >= last:  # no whole day in it
+        _counted(session, _activity_counts(None, filters), counts)
+        return
+    tally = ActivityTally
+    days = [tally.day >= first.date()] if first is not None else []
+    days += [tally.day < last.date()] if last is not None else []
+    if filters.owner_id is not None:
+        days.append(tally.owner_id == filters.owner_id)
+    whole = (
+        select(
+            case((tally.owner_id == NO_OWNER, None), else_=tally.owner_id).label("owner_id"),
+            tally.kind,
+            func.sum(tally.logged).label("logged"),
+            func.sum(tally.completed).label("done"),
+        )
+        .where(*days)
+        .group_by(tally.owner_id, tally.kind)
+        .subquery()
+    )
+    _counted(session, whole, counts)
+    edges = []
+    if filters.since is not None and first is not None and filters.since < first:
+        edges.append(replace(filters, until=first))
+    if filters.until is not None and last is not None and last < filters.until:
+        edges.append(replace(filters, since=last))
+    for edge in edges:
+        _counted(session, _activity_counts(None, edge), counts)
 
 
 def _activity_counts(actor: Actor | None, filters: ReportFilters) -> Subquery:
