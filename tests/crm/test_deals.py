@@ -121,6 +121,10 @@ def test_deal_lifecycle_with_history_events_and_audit(
     assert history[0]["left_at"] is not None
     assert history[1]["left_at"] is None
     assert history[0]["seconds"] >= 0
+    assert [(h["outcome"], h["ended_at"] is None) for h in history] == [
+        ("moved_on", False),
+        (None, True),
+    ]
     assert_error(
         client.patch(url, json={"status": "lost"}, headers=rep.headers), 400, "lost_reason"
     )
@@ -135,6 +139,11 @@ def test_deal_lifecycle_with_history_events_and_audit(
     )
     won = client.patch(url, json={"status": "won"}, headers=rep.headers).json()
     assert won["status"] == "won"
+    # The stay the deal was won in ends when it closed; its time there stops counting.
+    last = client.get(f"{url}/stages", headers=rep.headers).json()[-1]
+    assert (last["stage"], last["outcome"], last["left_at"]) == ("Negotiation", "won", None)
+    assert last["ended_at"] == won["closed_at"]
+    assert client.get(f"{url}/stages", headers=rep.headers).json()[-1]["seconds"] == last["seconds"]
     tracker.process()
     timeline = client.get(f"/v1/persons/{person}/timeline?type=track", headers=admin.headers)
     names = [e["event"] for e in timeline.json()["items"]]

@@ -424,12 +424,15 @@ class StageTime:
     stage: str
     entered_at: datetime
     left_at: datetime | None
+    outcome: str | None
+    ended_at: datetime | None
     seconds: float
 
 
 def stage_history(session: Session, *, actor: Actor | None, deal_id: uuid.UUID) -> list[StageTime]:
-    """Each stage the deal has been in, oldest first, with the time it spent there (up to
-    now for the stage it is in)."""
+    """Each stage the deal has been in, oldest first, with how the stay ended and the time
+    it spent there: up to now for the stage it is in, up to the close for a won or lost
+    deal's (as the stage conversion report counts it)."""
     deal = visible_deal(session, actor, deal_id)
     rows = session.execute(
         select(DealStageVisit, Stage.name)
@@ -444,9 +447,13 @@ def stage_history(session: Session, *, actor: Actor | None, deal_id: uuid.UUID) 
             stage=name,
             entered_at=visit.entered_at,
             left_at=visit.left_at,
+            outcome=visit.outcome,
+            ended_at=visit.ended_at,
             seconds=(
-                (as_utc(visit.left_at) if visit.left_at else now) - as_utc(visit.entered_at)
-            ).total_seconds(),
+                float(visit.seconds)
+                if visit.seconds is not None
+                else (now - as_utc(visit.entered_at)).total_seconds()
+            ),
         )
         for visit, name in rows
     ]

@@ -324,7 +324,17 @@ class StageTimeOut(BaseModel):
     stage: str
     entered_at: When
     left_at: When | None
-    seconds: float = Field(description="Time in the stage (until now for the current one).")
+    outcome: str | None = Field(
+        description="How the stay ended: moved_on (to a later stage), moved_back (to an"
+        " earlier stage or another pipeline), won or lost; null while it goes on."
+    )
+    ended_at: When | None = Field(
+        description="When it ended: when the deal left the stage, or closed in it."
+    )
+    seconds: float = Field(
+        description="Time in the stage: until it ended (a won or lost deal's last stage"
+        " ends when it closed), until now for one that goes on."
+    )
 
 
 class ForecastRowOut(BaseModel):
