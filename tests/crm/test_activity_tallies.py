@@ -11,10 +11,12 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from patron.auth.models import User
@@ -23,7 +25,7 @@ from patron.core.clock import as_utc
 from patron.core.db import create_db_engine
 from patron.core.settings import Settings
 from patron.crm import activities, deals, pipelines
-from patron.crm.models import NO_OWNER, Activity, ActivityTally
+from patron.crm.models import NO_OWNER, Activity, ActivityTally, Deal
 from patron.crm.reports import service
 from patron.crm.reports.service import ReportFilters
 
@@ -83,87 +85,90 @@ def _seed(session: Session, owners: list[uuid.UUID | None], rng: random.Random) 
     session.flush()
 
 
-def _engine(database_url: str, tmp_path: Path) -> Engine:
-    return create_db_engine(Settings(database_url=database_url, data_dir=tmp_path))
-
-
-def test_every_kind_of_write_keeps_the_tallies(database_url: str, tmp_path: Path) -> None:
-    engine = _engine(database_url, tmp_path)
-    rng = random.Random(5)
+@contextmanager
+def _seeded(
+    database_url: str, tmp_path: Path, seed: int
+) -> Iterator[tuple[Session, list[uuid.UUID | None]]]:
+    """A session on a database with three users and 300 activities of theirs (and of no
+    one), committed; and the owners (None among them)."""
+    engine = create_db_engine(Settings(database_url=database_url, data_dir=tmp_path))
     try:
         with Session(engine) as session:
             owners: list[uuid.UUID | None] = [*_users(session), None]
-            _seed(session, owners, rng)
+            _seed(session, owners, random.Random(seed))
             session.commit()
-            assert _tallies(session) == _recount(session)
-            assert sum(_tallies(session).values()) > 300
-
-            # Through the services: log, change owner and time, complete, reopen, delete.
-            pipeline = pipelines.create_pipeline(
-                session,
-                name="P",
-                rotting_days=None,
-                stages=[pipelines.StageSpec("Only", 50)],
-                actor=None,
-            )
-            session.flush()
-            deal = deals.create_deal(
-                session, actor=None, values={"name": "D", "pipeline_id": pipeline.id}
-            )
-            made = activities.create_activity(
-                session,
-                actor=None,
-                kind="task",
-                values={"subject": "Follow up", "owner_id": owners[0], "deal_id": deal.id},
-            )
-            activities.update_activity(
-                session,
-                actor=None,
-                activity_id=made.id,
-                changes={"owner_id": owners[1], "occurred_at": START, "done": True},
-            )
-            session.flush()
-            assert _tallies(session) == _recount(session)
-            activities.update_activity(
-                session, actor=None, activity_id=made.id, changes={"done": False}
-            )
-            victim = session.scalars(select(Activity.id).where(Activity.id != made.id)).first()
-            assert victim is not None
-            activities.delete_activity(session, actor=None, activity_id=victim)
-            session.commit()
-            assert _tallies(session) == _recount(session)
-
-            # Bulk statements: many rows move owner and day, some finish, some go.
-            session.execute(
-                update(Activity)
-                .where(Activity.kind == "call")
-                .values(owner_id=owners[2], occurred_at=START + timedelta(days=5, hours=23))
-            )
-            session.execute(
-                update(Activity)
-                .where(Activity.kind == "task", Activity.done_at.is_(None))
-                .values(done_at=START + timedelta(days=3))
-            )
-            session.execute(delete(Activity).where(Activity.kind == "note"))
-            # A change to other columns leaves the tallies as they are.
-            session.execute(update(Activity).values(subject="renamed"))
-            session.commit()
-            assert _tallies(session) == _recount(session)
-
-            # A deal deleted with its activities; a user deleted from under theirs.
-            session.execute(
-                update(Activity).where(Activity.kind == "meeting").values(deal_id=deal.id)
-            )
-            session.commit()
-            assert _tallies(session) == _recount(session)
-            session.execute(delete(type(deal)).where(type(deal).id == deal.id))
-            session.execute(delete(User).where(User.id == owners[0]))
-            session.commit()
-            assert session.scalar(select(func.count()).where(Activity.kind == "meeting")) == 0
-            assert session.scalar(select(func.count()).where(Activity.owner_id.is_(None))) > 0
-            assert _tallies(session) == _recount(session)
+            yield session, owners
     finally:
         engine.dispose()
+
+
+def test_every_kind_of_write_keeps_the_tallies(database_url: str, tmp_path: Path) -> None:
+    with _seeded(database_url, tmp_path, 5) as (session, owners):
+        assert _tallies(session) == _recount(session)
+        assert sum(_tallies(session).values()) > 300
+
+        # Through the services: log, change owner and time, complete, reopen, delete.
+        pipeline = pipelines.create_pipeline(
+            session,
+            name="P",
+            rotting_days=None,
+            stages=[pipelines.StageSpec("Only", 50)],
+            actor=None,
+        )
+        session.flush()
+        deal = deals.create_deal(
+            session, actor=None, values={"name": "D", "pipeline_id": pipeline.id}
+        )
+        made = activities.create_activity(
+            session,
+            actor=None,
+            kind="task",
+            values={"subject": "Follow up", "owner_id": owners[0], "deal_id": deal.id},
+        )
+        activities.update_activity(
+            session,
+            actor=None,
+            activity_id=made.id,
+            changes={"owner_id": owners[1], "occurred_at": START, "done": True},
+        )
+        session.flush()
+        assert _tallies(session) == _recount(session)
+        activities.update_activity(
+            session, actor=None, activity_id=made.id, changes={"done": False}
+        )
+        victim = session.scalars(select(Activity.id).where(Activity.id != made.id)).first()
+        assert victim is not None
+        activities.delete_activity(session, actor=None, activity_id=victim)
+        session.commit()
+        assert _tallies(session) == _recount(session)
+
+        # Bulk statements: many rows move owner and day, some finish, some go.
+        session.execute(
+            update(Activity)
+            .where(Activity.kind == "call")
+            .values(owner_id=owners[2], occurred_at=START + timedelta(days=5, hours=23))
+        )
+        session.execute(
+            update(Activity)
+            .where(Activity.kind == "task", Activity.done_at.is_(None))
+            .values(done_at=START + timedelta(days=3))
+        )
+        session.execute(delete(Activity).where(Activity.kind == "note"))
+        # A change to other columns leaves the tallies as they are.
+        session.execute(update(Activity).values(subject="renamed"))
+        session.commit()
+        assert _tallies(session) == _recount(session)
+
+        # A deal deleted with its activities; a user deleted from under theirs.
+        session.execute(update(Activity).where(Activity.kind == "meeting").values(deal_id=deal.id))
+        session.commit()
+        assert _tallies(session) == _recount(session)
+        session.execute(delete(Deal).where(Deal.id == deal.id))
+        session.execute(delete(User).where(User.id == owners[0]))
+        session.commit()
+        assert session.scalar(select(func.count()).where(Activity.kind == "meeting")) == 0
+        assert session.scalar(select(func.count()).where(Activity.owner_id.is_(None))) > 0
+        assert _tallies(session) == _recount(session)
 
 
 def _expected(
@@ -194,35 +199,27 @@ def _expected(
 def test_the_report_over_tallies_counts_what_the_activities_say(
     database_url: str, tmp_path: Path
 ) -> None:
-    engine = _engine(database_url, tmp_path)
-    rng = random.Random(11)
-    try:
-        with Session(engine) as session:
-            owners: list[uuid.UUID | None] = [*_users(session), None]
-            _seed(session, owners, rng)
-            session.commit()
-            admin = Actor(uuid.uuid4(), "admin@example.com", Role.admin)
-            ranges: list[tuple[datetime | None, datetime | None]] = [
-                (None, None),
-                (START + timedelta(days=3, hours=7, minutes=13), None),
-                (None, START + timedelta(days=20, hours=15)),
-                (START + timedelta(days=2, hours=5), START + timedelta(days=9, hours=1)),
-                (START + timedelta(days=4), START + timedelta(days=11)),  # whole days only
-                (START + timedelta(days=6, hours=2), START + timedelta(days=6, hours=20)),
-                (START + timedelta(days=6, hours=23), START + timedelta(days=7, hours=1)),
-            ]
-            for since, until in ranges:
-                rows = service.activities_per_owner(
-                    session, actor=admin, filters=ReportFilters(since=since, until=until)
-                )
-                got = {r.owner_id: (r.total, r.tasks_created, r.tasks_completed) for r in rows}
-                assert got == _expected(session, since, until), (since, until)
-                named = {r.owner_id: r.owner for r in rows}
-                assert all(named[o] for o in named if o is not None)
-                assert None not in named or named[None] is None
-            only = ReportFilters(since=ranges[3][0], until=ranges[3][1], owner_id=owners[1])
-            rows = service.activities_per_owner(session, actor=admin, filters=only)
-            assert [r.owner_id for r in rows] == [owners[1]]
-            assert rows[0].total == _expected(session, *ranges[3])[owners[1]][0]
-    finally:
-        engine.dispose()
+    with _seeded(database_url, tmp_path, 11) as (session, owners):
+        admin = Actor(uuid.uuid4(), "admin@example.com", Role.admin)
+        ranges: list[tuple[datetime | None, datetime | None]] = [
+            (None, None),
+            (START + timedelta(days=3, hours=7, minutes=13), None),
+            (None, START + timedelta(days=20, hours=15)),
+            (START + timedelta(days=2, hours=5), START + timedelta(days=9, hours=1)),
+            (START + timedelta(days=4), START + timedelta(days=11)),  # whole days only
+            (START + timedelta(days=6, hours=2), START + timedelta(days=6, hours=20)),
+            (START + timedelta(days=6, hours=23), START + timedelta(days=7, hours=1)),
+        ]
+        for since, until in ranges:
+            rows = service.activities_per_owner(
+                session, actor=admin, filters=ReportFilters(since=since, until=until)
+            )
+            got = {r.owner_id: (r.total, r.tasks_created, r.tasks_completed) for r in rows}
+            assert got == _expected(session, since, until), (since, until)
+            named = {r.owner_id: r.owner for r in rows}
+            assert all(named[o] for o in named if o is not None)
+            assert None not in named or named[None] is None
+        only = ReportFilters(since=ranges[3][0], until=ranges[3][1], owner_id=owners[1])
+        rows = service.activities_per_owner(session, actor=admin, filters=only)
+        assert [r.owner_id for r in rows] == [owners[1]]
+        assert rows[0].total == _expected(session, *ranges[3])[owners[1]][0]
