@@ -492,17 +492,19 @@ def owned_or_shared_arms(
     to the count of all. The owner is tested as a plain column, which its index serves
     (where the row-by-row test of :func:`owned_or_shared` makes a rep's count read twenty
     rows for each of theirs); each later arm leaves out the rows of the earlier ones."""
-    arms: list[ColumnElement[bool]] = []
-    earlier: list[ColumnElement[bool]] = []
     owned = _owned(actor, owner)
-    if owned is not None:
-        arms.append(owned)
-        earlier.append(owned)
-    for part in (shared_with(actor, record_type), *more):
-        kept = record_id.in_(part)
+    parts = [record_id.in_(part) for part in (shared_with(actor, record_type), *more)]
+    return exclusive_arms(parts if owned is None else [owned, *parts])
+
+
+def exclusive_arms(conditions: Sequence[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
+    """``conditions`` made to exclude each other: each keeps the rows it matches that no
+    earlier one does, so that counts of each add up to the count of their ``OR``, and each
+    is still served by the index its own condition is (the exclusions only filter)."""
+    arms: list[ColumnElement[bool]] = []
+    for at, kept in enumerate(conditions):
         # An unknown (null) test counts as false, so that no row falls between the arms.
-        arms.append(and_(kept, *(~func.coalesce(e, false()) for e in earlier)))
-        earlier.append(kept)
+        arms.append(and_(kept, *(~func.coalesce(e, false()) for e in conditions[:at])))
     return arms
 
 

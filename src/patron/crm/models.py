@@ -244,11 +244,41 @@ class Activity(Base):
         Index("ix_activities_company", "company_id", "occurred_at"),
         Index("ix_activities_deal", "deal_id", "occurred_at"),
         Index("ix_activities_ticket", "ticket_id", "occurred_at"),
-        Index("ix_activities_owner_due", "owner_id", "done_at", "due_at"),
+        # "My tasks"; with kind and occurrence, also a rep's count of the activities they own.
+        Index("ix_activities_owner_due", "owner_id", "done_at", "due_at", "kind", "occurred_at"),
         Index("ix_activities_reminders", "owner_id", "remind_at"),
         # The activity report reads what occurred, and the tasks completed, in a period.
         Index("ix_activities_occurred", "occurred_at"),
         Index("ix_activities_done", "done_at"),
+        # A rep's count of the activities they see through the records they own: one range
+        # per owner column, holding what the count reads and what the earlier ranges test.
+        Index(
+            "ix_activities_person_owner",
+            "person_owner_id",
+            "owner_id",
+            "kind",
+            "occurred_at",
+            "done_at",
+        ),
+        Index(
+            "ix_activities_company_owner",
+            "company_owner_id",
+            "owner_id",
+            "person_owner_id",
+            "kind",
+            "occurred_at",
+            "done_at",
+        ),
+        Index(
+            "ix_activities_deal_owner",
+            "deal_owner_id",
+            "owner_id",
+            "person_owner_id",
+            "company_owner_id",
+            "kind",
+            "occurred_at",
+            "done_at",
+        ),
         UniqueConstraint("email_message_id", "person_id", name="uq_activities_email_person"),
     )
 
@@ -288,9 +318,17 @@ class Activity(Base):
     email_message_id: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The owners of the linked person, company and deal: NO_OWNER for a linked record
+    # without one, null for no link. Database triggers keep them (migration 0019); code
+    # never writes them. They let a rep's activities be counted from indexes (see
+    # ``patron.crm.access.activity_count_arms``).
+    person_owner_id: Mapped[uuid.UUID | None]
+    company_owner_id: Mapped[uuid.UUID | None]
+    deal_owner_id: Mapped[uuid.UUID | None]
 
 
-# The owner of activities that have none, in ActivityTally (a key column cannot be null).
+# The owner of activities that have none, in ActivityTally (a key column cannot be null);
+# and of a linked record that has none, in an activity's person, company and deal owners.
 NO_OWNER = uuid.UUID(int=0)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CompoundSelect,
     DateTime,
     Select,
     SQLColumnExpression,
@@ -45,7 +46,12 @@ from patron.core.dialect import dialect_name, seconds_between
 from patron.core.errors import InvalidInput
 from patron.crm import deals
 from patron.crm import fields as custom_fields
-from patron.crm.access import readable_activities, readable_deal_ids, readable_deals
+from patron.crm.access import (
+    activity_count_arms,
+    readable_activities,
+    readable_deal_ids,
+    readable_deals,
+)
 from patron.crm.models import (
     NO_OWNER,
     Activity,
@@ -794,10 +800,13 @@ def activities_per_owner(
     them."""
     filters = check_filters(session, filters)
     counts: dict[tuple[uuid.UUID | None, str], tuple[int, int]] = {}
+    arms = activity_count_arms(session, actor)
     if (actor is None or actor.sees_everything) and filters.pipeline_id is None:
         _tallied(session, filters, counts)
+    elif arms is not None:  # a rep's or a manager's: each arm from its own index
+        _counted(session, union_all(*(_activity_counts(arm, filters) for arm in arms)), counts)
     else:
-        _counted(session, _activity_counts(actor, filters), counts)
+        _counted(session, _activity_counts(readable_activities(actor), filters), counts)
     owners: dict[uuid.UUID | None, dict[str, tuple[int, int]]] = {}
     for (owner_id, kind), found in counts.items():
         if any(found):
@@ -821,10 +830,12 @@ def activities_per_owner(
 
 
 def _counted(
-    session: Session, grouped: Subquery, counts: dict[tuple[uuid.UUID | None, str], tuple[int, int]]
+    session: Session,
+    grouped: AnySelect | CompoundSelect[Any],
+    counts: dict[tuple[uuid.UUID | None, str], tuple[int, int]],
 ) -> None:
-    """Adds ``grouped`` (owner_id, kind, logged, done) to ``counts``."""
-    for owner_id, kind, logged, done in session.execute(select(grouped)):
+    """Adds the rows of ``grouped`` (owner_id, kind, logged, done) to ``counts``."""
+    for owner_id, kind, logged, done in session.execute(grouped):
         before = counts.get((owner_id, kind), (0, 0))
         counts[(owner_id, kind)] = (before[0] + logged, before[1] + done)
 
@@ -845,7 +856,7 @@ def _tallied(
     first = None if filters.since is None else _midnight(filters.since, up=True)
     last = None if filters.until is None else _midnight(filters.until, up=False)
     if first is not None and last is not None and first >= last:  # no whole day in it
-        _counted(session, _activity_counts(None, filters), counts)
+        _counted(session, _activity_counts(true(), filters), counts)
         return
     tally = ActivityTally
     days = [tally.day >= first.date()] if first is not None else []
@@ -861,7 +872,6 @@ def _tallied(
         )
         .where(*days)
         .group_by(tally.owner_id, tally.kind)
-        .subquery()
     )
     _counted(session, whole, counts)
     edges = []
@@ -870,12 +880,12 @@ def _tallied(
     if filters.until is not None and last is not None and last < filters.until:
         edges.append(replace(filters, since=last))
     for edge in edges:
-        _counted(session, _activity_counts(None, edge), counts)
+        _counted(session, _activity_counts(true(), edge), counts)
 
 
-def _activity_counts(actor: Actor | None, filters: ReportFilters) -> Subquery:
-    """Per owner and kind: the activities that occurred in the range and those completed
-    in it, grouped before anything is joined to them."""
+def _activity_counts(visible: ColumnElement[bool], filters: ReportFilters) -> AnySelect:
+    """Per owner and kind, of the activities ``visible`` keeps: those that occurred in the
+    range and those completed in it, grouped before anything is joined to them."""
     ranged = filters.since is not None or filters.until is not None
     occurred = _in_range(Activity.occurred_at, filters)
     completed = and_(Activity.done_at.is_not(None), _in_range(Activity.done_at, filters))
@@ -883,7 +893,7 @@ def _activity_counts(actor: Actor | None, filters: ReportFilters) -> Subquery:
     done = func.count(case((completed, 1))) if ranged else func.count(Activity.done_at)
     statement = (
         select(Activity.owner_id, Activity.kind, logged.label("logged"), done.label("done"))
-        .where(readable_activities(actor))
+        .where(visible)
         .group_by(Activity.owner_id, Activity.kind)
     )
     if ranged:
@@ -893,4 +903,4 @@ def _activity_counts(actor: Actor | None, filters: ReportFilters) -> Subquery:
     if filters.pipeline_id is not None:
         in_pipeline = select(Deal.id).where(Deal.pipeline_id == filters.pipeline_id)
         statement = statement.where(Activity.deal_id.in_(in_pipeline))
-    return statement.subquery()
+    return statement
