@@ -179,19 +179,21 @@ def activity_count_arms(session: Session, actor: Actor | None) -> list[ColumnEle
     rep's share of one index."""
     if actor is None or actor.role not in (Role.sales, Role.manager):
         return None
+    owned: list[ColumnElement[bool]]
     if actor.role is Role.sales:
-        owned: ColumnElement[bool] = Activity.owner_id == actor.user_id
+        owned = [Activity.owner_id == actor.user_id]
         owners = [actor.user_id]
     else:
-        # The team as a list of ids, not a subquery, so that each test is an index range.
+        # The team as a list of ids, not a subquery, so that each test is an index range;
+        # and the unowned in an arm of their own, so that neither needs the table's rows.
         team = list(session.scalars(teammates(actor)))
-        owned = or_(Activity.owner_id.in_(team), Activity.owner_id.is_(None))
+        owned = [Activity.owner_id.in_(team), Activity.owner_id.is_(None)]
         owners = [*team, NO_OWNER]  # a manager also sees the records nobody owns
     linked = (Activity.person_owner_id, Activity.company_owner_id, Activity.deal_owner_id)
     tickets = select(Ticket.id).where(readable_tickets(actor))
     return exclusive_arms(
         [
-            owned,
+            *owned,
             *(column.in_(owners) for column in linked),
             Activity.id.in_(shared_with(actor, ACTIVITY)),
             Activity.person_id.in_(shared_with(actor, PERSON)),
