@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from patron.auth.models import Role
@@ -191,15 +191,17 @@ def activity_count_arms(session: Session, actor: Actor | None) -> list[ColumnEle
         owners = [*team, NO_OWNER]  # a manager also sees the records nobody owns
     linked = (Activity.person_owner_id, Activity.company_owner_id, Activity.deal_owner_id)
     tickets = select(Ticket.id).where(readable_tickets(actor))
+    company_shares = Activity.company_id.in_(shared_with(actor, RECORD_TYPE))
     return exclusive_arms(
         [
             *owned,
             *(column.in_(owners) for column in linked),
             Activity.id.in_(shared_with(actor, ACTIVITY)),
             Activity.person_id.in_(shared_with(actor, PERSON)),
-            Activity.company_id.in_(shared_with(actor, RECORD_TYPE)),
+            # "is not null" spelled out, for the partial indexes on these two links.
+            and_(Activity.company_id.is_not(None), company_shares),
             Activity.deal_id.in_(shared_with(actor, DEAL)),
-            Activity.ticket_id.in_(tickets),
+            and_(Activity.ticket_id.is_not(None), Activity.ticket_id.in_(tickets)),
         ]
     )
 
