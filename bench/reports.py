@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
 
 from patron.core.db import analyze, create_db_engine
 from patron.core.migrations import upgrade
@@ -49,7 +49,7 @@ from patron.crm.models import Activity, Deal, DealStageVisit, Stage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import fresh_database, machine
 
-from crm import CHUNK, read_only_server, seed, timed, tokens
+from crm import CHUNK, read_only_server, seed, timed, tokens, vacuum
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 CLOSED, WON, USD = 0.35, 0.55, 0.10
@@ -126,11 +126,7 @@ def add_history(runtime: Runtime) -> float:
             .where(Activity.kind == "task", Activity.occurred_at < now - timedelta(days=30))
             .values(done_at=Activity.occurred_at)
         )
-    if runtime.engine.dialect.name == "postgresql":
-        # VACUUM too, as autovacuum would after a million inserts: it marks the pages
-        # all-visible, which index-only scans need (without it they read every row).
-        with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text("VACUUM ANALYZE"))
+    vacuum(runtime.engine)
     return round(time.perf_counter() - started, 1)
 
 
