@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -222,8 +223,9 @@ def keyset_page(
 
     ``visible`` is the caller's visibility, tested on each row of the page; ``count_arms``
     the same visibility as conditions that exclude each other (``owned_or_shared_arms``),
-    each of which an index can serve: the total then adds up a count per arm. Without
-    arms, the count applies ``visible`` as the page does. ``count_from``, when given,
+    each of which an index can serve: the page is then the first rows of each arm's page
+    (:func:`_page_in_arms`), and the total adds up a count per arm. Without arms, the page
+    and the count test ``visible`` on each row. ``count_from``, when given,
     selects the same rows in a shape cheaper to count (the filters and arms apply to it
     too); ``count_limit`` is where counting stops.
 
@@ -238,10 +240,9 @@ def keyset_page(
     counted = statement
     if count_from is not None:
         counted = apply_filters(count_from, fields, query.filters, dialect=dialect)
-    if visible is not None:
+    if visible is not None and not count_arms:
         statement = statement.where(visible)
-        if not count_arms:
-            counted = counted.where(visible)
+        counted = counted.where(visible)
     total, exact = -1, False
     if count:
         total, exact = _count_in_arms(session, counted, count_arms, count_limit)
@@ -257,15 +258,47 @@ def keyset_page(
         statement = statement.where(_after(keys, loaded))
     order = [_ordered(expr, descending, field) for expr, descending, field in keys]
     labelled: list[Any] = [expr.label(f"_key{i}") for i, (expr, _, _) in enumerate(keys)]
-    rows = session.execute(
-        statement.add_columns(*labelled).order_by(*order).limit(query.limit + 1)
-    ).all()
+    page = statement.add_columns(*labelled).order_by(*order).limit(query.limit + 1)
+    if visible is not None and count_arms:
+        page = _page_in_arms(page, count_arms, keys, query.limit + 1)
+    rows = session.execute(page).all()
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = None
     if more and rows:
         cursor = encode_cursor([spec, *(_dump_key(v) for v in tuple(rows[-1])[1:])])
     return Page([row[0] for row in rows], total, cursor, exact)
+
+
+def _page_in_arms(
+    page: Select[Any],
+    arms: Sequence[ColumnElement[bool]],
+    keys: Sequence[tuple[SQLColumnExpression[Any], bool, Field]],
+    limit: int,
+) -> Select[Any]:
+    """``page`` (one entity and its sort keys, ordered and limited) for a reader whose
+    visibility is ``arms``, which exclude each other: the keys of each arm's page, the
+    first ``limit`` of them all in the database's own order, and then those rows.
+
+    Each arm is a plain test an index can serve (a rep's own records: their owner), so a
+    rep's first page reads their fifty newest contacts from the owner index, where one
+    test of the whole rule on each row walked the list's order through everybody's records
+    (twenty times as many for one rep in twenty). The arms select only the keys (the last
+    is the unique tiebreak): a subquery of whole rows costs SQLAlchemy a proxy per column,
+    milliseconds a call."""
+    narrow: Select[*tuple[Any, ...]] = page.with_only_columns(
+        *(expr.label(f"_key{i}") for i, (expr, _, _) in enumerate(keys)),
+        maintain_column_froms=True,
+    )
+    parts = [narrow.where(arm).subquery(f"arm{i}") for i, arm in enumerate(arms)]
+    united = union_all(*(select(part) for part in parts)).subquery("visible")
+    columns = [united.c[f"_key{i}"] for i in range(len(keys))]
+    order = [
+        _ordered(column, descending, field)
+        for column, (_, descending, field) in zip(columns, keys, strict=True)
+    ]
+    first = select(columns[-1]).order_by(*order).limit(limit)
+    return page.where(keys[-1][0].in_(first))
 
 
 def _count_in_arms(
@@ -275,13 +308,20 @@ def _count_in_arms(
     ``arms`` (which exclude each other), stopping at ``limit`` overall."""
     if not arms:
         return count_up_to(session, statement, limit)
-    total = 0
-    for arm in arms:
-        found, exact = count_up_to(session, statement.where(arm), limit - total)
-        total += found
-        if not exact:
-            return limit, False
-    return total, True
+    # One statement, one round trip: each arm counted up to the limit, then added up.
+    counts = [_capped(statement.where(arm), limit).scalar_subquery() for arm in arms]
+    total = session.scalar(select(sum(counts[1:], counts[0]))) or 0
+    return (total, True) if total <= limit else (limit, False)
+
+
+def _capped(statement: Select[Any], limit: int) -> Select[Any]:
+    """The number of rows ``statement`` selects, up to ``limit`` + 1."""
+    capped = (
+        statement.with_only_columns(literal(1), maintain_column_froms=True)
+        .order_by(None)
+        .limit(limit + 1)
+    )
+    return select(func.count()).select_from(capped.subquery())
 
 
 def count_up_to(
@@ -289,12 +329,7 @@ def count_up_to(
 ) -> tuple[int, bool]:
     """How many rows ``statement`` selects, counting at most ``limit``; and whether that is
     all of them."""
-    capped = (
-        statement.with_only_columns(literal(1), maintain_column_froms=True)
-        .order_by(None)
-        .limit(limit + 1)
-    )
-    found = session.scalar(select(func.count()).select_from(capped.subquery())) or 0
+    found = session.scalar(_capped(statement, limit)) or 0
     return (found, True) if found <= limit else (limit, False)
 
 

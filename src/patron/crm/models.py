@@ -137,6 +137,8 @@ class Deal(Base):
     __tablename__ = "deals"
     __table_args__ = (
         Index("ix_deals_owner", "owner_id", "created_at"),
+        # A rep's deals in a stage, counted and listed.
+        Index("ix_deals_owner_stage", "owner_id", "stage_id"),
         Index("ix_deals_created", "created_at", "id"),
         Index("ix_deals_stage_amount", "stage_id", "amount", "id"),
         # Biggest first: lists put nulls last in both directions, so on PostgreSQL the
