@@ -471,10 +471,11 @@ def owned_or_shared(
     """The records of a restricted role: those it owns (:func:`_owned`), and for everyone
     the records shared with them or their teams."""
     shared = record_id.in_(shared_with(actor, record_type))
-    # The owner is tested row by row, not looked up in its index: a list then walks its own
-    # order (newest first, by name...) and stops after a page, where the planner would
-    # otherwise gather every record of the owner through the index, and of the shares,
-    # and sort them all (SQLite's "multi-index OR").
+    # The owner is tested row by row, not looked up in its index: a query that walks its
+    # own order then stops after a page, where the planner would otherwise gather every
+    # record of the owner through the index, and of the shares, and sort them all
+    # (SQLite's "multi-index OR"). The contact, company and deal lists page by
+    # ``owned_or_shared_arms`` instead, one index-served part at a time.
     owned = _owned(actor, func.coalesce(owner, owner))
     return shared if owned is None else or_(owned, shared)
 
