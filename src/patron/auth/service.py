@@ -474,8 +474,8 @@ def owned_or_shared(
     # The owner is tested row by row, not looked up in its index: a query that walks its
     # own order then stops after a page, where the planner would otherwise gather every
     # record of the owner through the index, and of the shares, and sort them all
-    # (SQLite's "multi-index OR"). The contact, company and deal lists page by
-    # ``owned_or_shared_arms`` instead, one index-served part at a time.
+    # (SQLite's "multi-index OR"). On PostgreSQL the contact, company and deal lists page
+    # by ``owned_or_shared_arms`` instead, one index-served part at a time.
     owned = _owned(actor, func.coalesce(owner, owner))
     return shared if owned is None else or_(owned, shared)
 

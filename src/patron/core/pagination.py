@@ -223,11 +223,11 @@ def keyset_page(
 
     ``visible`` is the caller's visibility, tested on each row of the page; ``count_arms``
     the same visibility as conditions that exclude each other (``owned_or_shared_arms``),
-    each of which an index can serve: the page is then the first rows of each arm's page
-    (:func:`_page_in_arms`), and the total adds up a count per arm. Without arms, the page
-    and the count test ``visible`` on each row. ``count_from``, when given,
-    selects the same rows in a shape cheaper to count (the filters and arms apply to it
-    too); ``count_limit`` is where counting stops.
+    each of which an index can serve: the total then adds up a count per arm, and on
+    PostgreSQL the page is the first rows of each arm's page (:func:`_page_in_arms`).
+    Otherwise the page, and without arms the count, test ``visible`` on each row.
+    ``count_from``, when given, selects the same rows in a shape cheaper to count (the
+    filters and arms apply to it too); ``count_limit`` is where counting stops.
 
     Nulls come last in either direction (``NULLS LAST``), so a cursor can sit on a null;
     ``tiebreak`` (a unique column) makes the order total and runs in the direction of the
@@ -240,8 +240,14 @@ def keyset_page(
     counted = statement
     if count_from is not None:
         counted = apply_filters(count_from, fields, query.filters, dialect=dialect)
-    if visible is not None and not count_arms:
+    # On PostgreSQL a restricted reader's page is read arm by arm (see _page_in_arms). On
+    # SQLite it walks the list's order testing each row: there the arms' pages made a
+    # rep's contacts by stage, sorted by name, 14 -> 27 ms at p50 and 19 -> 222 ms at p99
+    # (1,000,000 persons), SQLite sorting all of the rep's contacts at that stage.
+    by_arms = visible is not None and bool(count_arms) and dialect == "postgresql"
+    if visible is not None and not by_arms:
         statement = statement.where(visible)
+    if visible is not None and not count_arms:
         counted = counted.where(visible)
     total, exact = -1, False
     if count:
@@ -259,7 +265,7 @@ def keyset_page(
     order = [_ordered(expr, descending, field) for expr, descending, field in keys]
     labelled: list[Any] = [expr.label(f"_key{i}") for i, (expr, _, _) in enumerate(keys)]
     page = statement.add_columns(*labelled).order_by(*order).limit(query.limit + 1)
-    if visible is not None and count_arms:
+    if by_arms:
         page = _page_in_arms(page, count_arms, keys, query.limit + 1)
     rows = session.execute(page).all()
     more = len(rows) > query.limit
