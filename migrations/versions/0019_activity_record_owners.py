@@ -95,14 +95,28 @@ def _owner_of(dialect: str, table: str, link: str, row: str) -> str:
     )
 
 
+# An activity written or re-linked reads its record's owner FOR SHARE: a concurrent change
+# of that owner then waits for the activity's transaction, and its update of the record's
+# activities sees the activity (or the activity waits and reads the new owner). Without
+# the lock, each transaction missed the other's uncommitted row and the activity kept the
+# old owner. SQLite has one writer at a time.
+POSTGRES_LINK = """
+    IF NEW.{link} IS NULL THEN
+        NEW.{column} := NULL;
+    ELSE
+        SELECT coalesce(owner_id, {none}) INTO NEW.{column}
+        FROM {table} WHERE id = NEW.{link} FOR SHARE;
+    END IF;"""
+
+
 def _postgres() -> None:
-    assignments = "\n".join(
-        f"    NEW.{column} := {_owner_of('postgresql', table, link, 'NEW')};"
+    assignments = "".join(
+        POSTGRES_LINK.format(link=link, column=column, table=table, none=NO_OWNER["postgresql"])
         for table, link, column in LINKS
     )
     op.execute(
         "CREATE FUNCTION patron_activity_record_owners() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        f"BEGIN\n{assignments}\n    RETURN NEW;\nEND $$"
+        f"BEGIN{assignments}\n    RETURN NEW;\nEND $$"
     )
     op.execute(
         "CREATE TRIGGER activities_record_owners"

@@ -12,6 +12,8 @@ exactly what the row-by-row rule sees, shares and tickets included.
 from __future__ import annotations
 
 import random
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from patron.auth.models import RecordShare, Team, TeamMember, User
@@ -296,6 +299,62 @@ def _by_rule(session: Session, actor: Actor, filters: ReportFilters) -> Counts:
         if any(logged) or completed:
             out[owner_id] = (*logged, completed, sum(logged))
     return out
+
+
+def test_an_owner_change_racing_a_new_activity_reaches_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A person changes owner while another transaction is writing an activity on them:
+    the activity ends up with the new owner, whichever commits first. On PostgreSQL the
+    activity's trigger reads the person FOR SHARE, so the owner change waits for it and
+    then sees the activity; without that, each missed the other's row."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: there is no race to lose")
+    with _engine(database_url, tmp_path) as engine:
+        with Session(engine) as setup:
+            first, second = (User(email=f"race{i}@example.com", role="sales") for i in (1, 2))
+            setup.add_all([first, second])
+            setup.flush()
+            person = Person(id=uuid.uuid4(), created_seq=1, owner_id=first.id)
+            setup.add(person)
+            setup.commit()
+            person_id, new_owner = person.id, second.id
+        writer = Session(engine)
+        activity = Activity(
+            kind="note", body="x", person_id=person_id, created_by="test", details={}
+        )
+        writer.add(activity)
+        writer.flush()  # the trigger has read the person; the transaction stays open
+        activity_id = activity.id
+
+        def change_owner() -> None:
+            with Session(engine) as other:
+                other.execute(
+                    update(Person).where(Person.id == person_id).values(owner_id=new_owner)
+                )
+                other.commit()
+
+        racer = threading.Thread(target=change_owner)
+        racer.start()
+        waiting = (
+            select(func.count())
+            .where(text("wait_event_type = 'Lock'"))
+            .select_from(text("pg_stat_activity"))
+        )
+        with engine.connect() as watcher:
+            for _ in range(200):  # until the owner change waits on the lock, or is done
+                if not racer.is_alive() or watcher.scalar(waiting):
+                    break
+                time.sleep(0.05)
+        writer.commit()
+        writer.close()
+        racer.join(timeout=30)
+        assert not racer.is_alive()
+        with Session(engine) as check:
+            stored = check.scalar(
+                select(Activity.person_owner_id).where(Activity.id == activity_id)
+            )
+        assert stored == new_owner
 
 
 def test_the_migration_fills_the_owners_of_activities_it_finds(
