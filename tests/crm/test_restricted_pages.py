@@ -39,8 +39,8 @@ def _walk(client: TestClient, path: str, user: User, params: dict[str, Any]) -> 
 def people(
     client: TestClient, admin: User, make_user: MakeUser, make_person: MakePerson
 ) -> dict[str, Any]:
-    """Persons and companies owned by a rep, by another rep and by no one; some of the
-    others' shared with the rep, some with the manager's team (the rep is not in it)."""
+    """Persons, companies and deals owned by a rep, by another rep and by no one; some
+    shared with the rep, some with the manager's team (the rep is not in it)."""
     rep, other, manager = make_user("sales"), make_user("sales"), make_user("manager")
     h = admin.headers
     team = client.post("/v1/teams", json={"name": "West"}, headers=h).json()
