@@ -800,10 +800,10 @@ def activities_per_owner(
     them."""
     filters = check_filters(session, filters)
     counts: dict[tuple[uuid.UUID | None, str], tuple[int, int]] = {}
-    arms = activity_count_arms(session, actor)
     if (actor is None or actor.sees_everything) and filters.pipeline_id is None:
         _tallied(session, filters, counts)
-    elif arms is not None:  # a rep's or a manager's: each arm from its own index
+    elif (arms := activity_count_arms(session, actor)) is not None:
+        # A rep's or a manager's: each arm from its own index.
         _counted(session, union_all(*(_activity_counts(arm, filters) for arm in arms)), counts)
     else:
         _counted(session, _activity_counts(readable_activities(actor), filters), counts)
