@@ -10,12 +10,13 @@ For each dialect (``--dialect sqlite|postgresql|both``) this
    processes (``PATRON_WEB_WORKERS``, default 2, one per core) and the processing loop in
    the server (a process of its own beside the workers), SQLite ``synchronous=FULL`` (every
    acknowledged commit is durable), log level warning;
-3. drives ``POST /v1/batch`` from another process: ``--concurrency`` keep-alive httpx
+3. drives ``POST /v1/batch`` from another process: ``--concurrency`` keep-alive aiohttp
    connections, each sending batches of ``--batch`` realistic Segment messages (0.6-0.9
    KB: a track/page/identify mix with library, page, userAgent and ip in the context) with
    unique messageIds; a warm-up, then ``--duration`` seconds (capped at ``--max-requests``).
    The client prepares its request bodies before the clock starts and stamps fresh
-   messageIds into each, because it shares the machine's cores with the server;
+   messageIds into each, and uses aiohttp rather than httpx (about 0.24 against 3 ms of
+   CPU to post a 72 KB body), because it shares the machine's cores with the server;
 4. stops the server and checks that the events stored equal the events acknowledged, and
    reads how far the processing loop got; the server's CPU time (all its processes) over
    the measured window is reported per event;
@@ -54,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 from sqlalchemy import create_engine, func, insert, select, text
@@ -201,7 +203,6 @@ async def _drive(
     acknowledged = 0  # events the server said it accepted, warm-up included
     sent = 0
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     # Generating realistic messages costs the client about as much CPU as the server
     # spends storing them, and both share this machine's cores. So the client prepares
@@ -232,8 +233,11 @@ async def _drive(
             body[at : at + 12] = b"%012d" % counter
         return bytes(body)
 
-    async with httpx.AsyncClient(
-        base_url=url, auth=(write_key, ""), limits=limits, timeout=60
+    async with aiohttp.ClientSession(
+        url,
+        auth=aiohttp.BasicAuth(write_key, ""),
+        connector=aiohttp.TCPConnector(limit=concurrency),
+        timeout=aiohttp.ClientTimeout(total=60),
     ) as client:
 
         async def worker() -> None:
@@ -244,17 +248,18 @@ async def _drive(
                 sent += batch
                 begin = time.perf_counter()
                 try:
-                    response = await client.post(
-                        "/v1/batch", content=body, headers={"Content-Type": "application/json"}
-                    )
-                except httpx.HTTPError as exc:
+                    async with client.post(
+                        "/v1/batch", data=body, headers={"Content-Type": "application/json"}
+                    ) as response:
+                        status, raw = response.status, await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     continue
                 end = time.perf_counter()
-                if response.status_code != 200:
-                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                if status != 200:
+                    errors.append(f"HTTP {status}: {raw[:200]!r}")
                     continue
-                answer = response.json()
+                answer = orjson.loads(raw)
                 accepted = int(answer["accepted"]) - int(answer["duplicates"])
                 acknowledged += accepted
                 if answer["rejected"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ from patron import __version__
 from patron.auth.api import router as auth_router
 from patron.collect.api import router as collect_router
 from patron.collect.imports_api import router as imports_router
-from patron.collect.tracking import CORS_HEADERS, TRACKING_PATHS
+from patron.collect.tracking import TrackingCors
 from patron.collect.tracking import router as tracking_router
 from patron.core.errors import PatronError
 from patron.core.runtime import Runtime
@@ -68,7 +68,7 @@ def create_app(runtime: Runtime, *, process: bool | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     _install_error_handlers(app)
-    _install_tracking_cors(app)
+    app.add_middleware(TrackingCors)
     app.include_router(tracking_router)
     app.include_router(auth_router)
     app.include_router(collect_router)
@@ -143,17 +143,3 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _within(loc: Sequence[Any]) -> Sequence[Any]:
     return loc[1:] if loc and loc[0] == "body" else loc
-
-
-def _install_tracking_cors(app: FastAPI) -> None:
-    # Browsers post from any site that embeds the snippet; the write key, not a cookie, is
-    # the credential, so a wildcard origin is safe here and only here.
-    @app.middleware("http")
-    async def tracking_cors(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if request.url.path in TRACKING_PATHS or request.url.path.startswith("/v1/projects/"):
-            for name, value in CORS_HEADERS.items():
-                response.headers.setdefault(name, value)
-        return response

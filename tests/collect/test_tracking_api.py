@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from patron.collect.models import Event, RejectedMessage
+from patron.collect import service
+from patron.collect.models import Event, RejectedMessage, Source
 from tests.conftest import basic
 
 
@@ -72,10 +74,30 @@ def test_missing_unknown_and_disabled_keys(
     assert missing.json()["code"] == "missing_write_key"
     unknown = client.post("/v1/track", json=message, auth=("pk_nope", ""))
     assert unknown.status_code == 401
+    # The server remembers the key it just accepted; disabling the source here forgets it.
+    assert client.post("/v1/track", json=message, auth=basic(write_key)).status_code == 200
     client.patch(f"/v1/sources/{source[0].id}", json={"enabled": False}, headers=admin_headers)
     disabled = client.post("/v1/track", json=message, auth=basic(write_key))
     assert disabled.status_code == 403
     assert disabled.json()["code"] == "source_disabled"
+
+
+def test_another_process_disabling_a_source_is_seen_within_the_key_window(
+    client: TestClient, write_key: str, source: tuple, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = {"userId": "u", "event": "E"}
+    monkeypatch.setattr(service, "WRITE_KEY_SECONDS", 3600.0)
+    assert client.post("/v1/track", json=message, auth=basic(write_key)).status_code == 200
+    # Another server process disables it: this one's mapper events never hear of it.
+    db.execute(update(Source).where(Source.id == source[0].id).values(enabled=False))
+    db.commit()
+    within = client.post("/v1/track", json=message, auth=basic(write_key))
+    assert within.status_code == 200, "the grant read a moment ago still holds"
+    monkeypatch.setattr(service, "WRITE_KEY_SECONDS", 0.0)
+    after = client.post("/v1/track", json=message, auth=basic(write_key))
+    assert after.status_code == 403
+    assert after.json()["code"] == "source_disabled"
+    assert count_events(db) == 2
 
 
 def test_batch_keeps_good_messages_and_reports_bad_ones(
@@ -189,6 +211,18 @@ def test_cors_preflight_and_header(client: TestClient, write_key: str) -> None:
         headers={"Origin": "https://shop.example"},
     )
     assert posted.headers["access-control-allow-origin"] == "*"
+    # A refusal must be readable by the page too, or the browser hides why it failed.
+    refused = client.post(
+        "/v1/t",
+        json={"writeKey": "pk_not_a_key", "anonymousId": "a", "event": "E"},
+        headers={"Origin": "https://shop.example"},
+    )
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == "*"
+    assert refused.headers["access-control-allow-headers"].startswith("Content-Type")
+    # The wildcard is for the tracking endpoints only, not the signed-in API.
+    health = client.get("/healthz", headers={"Origin": "https://shop.example"})
+    assert "access-control-allow-origin" not in health.headers
 
 
 def test_allowed_origins_restrict_browser_sources(

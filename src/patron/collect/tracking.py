@@ -15,6 +15,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patron.collect import service
 from patron.collect.messages import (
@@ -138,12 +140,10 @@ def accept(
     Only the store runs in the write transaction, which concurrent requests share
     (``runtime.writer``); this returns once that transaction has committed.
     """
-    with runtime.readers() as db:
-        source = service.source_for_write_key(db, write_key)
-        service.check_origin(source, origin)
-        source_id = source.id
+    grant = service.grant_for_write_key(runtime.readers, write_key)
+    service.check_origin(grant.allowed_origins, origin)
     batch = service.prepare(
-        source_id=source_id,
+        source_id=grant.source_id,
         envelope=envelope,
         meta=meta,
         max_future_skew=timedelta(seconds=runtime.settings.max_future_skew_seconds),
@@ -211,6 +211,35 @@ for _path in BATCH:
         include_in_schema=len(_path) > 1,
         summary="Send up to 2,500 messages",
     )
+
+
+class TrackingCors:
+    """Adds :data:`CORS_HEADERS` to every answer of the tracking and snippet endpoints,
+    errors included, unless the endpoint set its own.
+
+    Browsers post from any site that embeds the snippet; the write key, not a cookie, is the
+    credential, so a wildcard origin is safe here and only here. A plain ASGI middleware:
+    Starlette's ``BaseHTTPMiddleware`` runs each request and its answer through a task and
+    memory streams of its own, on the path every tracked event takes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path not in TRACKING_PATHS and not path.startswith("/v1/projects/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in CORS_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
 
 
 def preflight() -> Response:
