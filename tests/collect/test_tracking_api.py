@@ -247,4 +247,6 @@ def test_cdn_settings_point_analytics_js_at_patron(client: TestClient, write_key
     segment = response.json()["integrations"]["Segment.io"]
     assert segment["apiKey"] == write_key
     assert segment["apiHost"] == "testserver/v1"
+    # analytics.js fetches its settings from the page's origin, another site.
+    assert response.headers["access-control-allow-origin"] == "*"
     assert client.get("/v1/projects/pk_unknown/settings").status_code == 401
