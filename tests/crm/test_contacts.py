@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from patron.cli import app
+from patron.core.db import create_db_engine
+from patron.core.migrations import alembic_config
+from patron.core.settings import Settings
 from patron.crm import search
+from patron.crm.models import SearchDocument
 from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
 
 
@@ -69,6 +79,10 @@ def test_search_by_name_email_phone_and_company(
     assert found("globex bob") == [bob]
     assert found("globex ann") == []
     assert found("100%") == []
+    # LIKE's wildcards are literal: "n_l" would otherwise find "Ann Lee".
+    assert found("n_l") == []
+    elodie = make_person("elodie@example.com", name="Élodie Ørsted")
+    assert found("ØRSTED élodie") == [elodie]
 
 
 def test_few_and_many_matches_find_and_count_the_same(
@@ -244,3 +258,37 @@ def test_search_follows_what_contacts_are_found_by(
     assert found("le") == [ann]  # a short word is found too (by a scan)
     assert found("a_n") == []
     assert found("%") == []
+
+
+def test_the_migration_folds_the_documents_it_finds(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """Documents written before 0021 were in their records' case: on PostgreSQL, which now
+    searches with LIKE on folded words, they are folded; SQLite keeps them as they are."""
+    engine = create_db_engine(Settings(database_url=empty_database_url, data_dir=tmp_path))
+    try:
+        config = alembic_config(engine)
+        command.upgrade(config, "0020")
+        record_id = uuid.uuid4()
+        with engine.begin() as connection:
+            connection.execute(
+                SearchDocument.__table__.insert().values(
+                    record_type="person", record_id=record_id, document="Ada TURING\nada@x.org"
+                )
+            )
+        command.upgrade(config, "head")
+        with Session(engine) as session:
+            stored = session.scalar(select(SearchDocument.document))
+            found = session.scalars(
+                select(SearchDocument.record_id).where(
+                    search._documents_matching(session, "person", ["Turing"])
+                    .with_only_columns(SearchDocument.id)
+                    .scalar_subquery()
+                    == SearchDocument.id
+                )
+            ).all()
+        postgres = engine.dialect.name == "postgresql"
+        assert stored == ("ada turing\nada@x.org" if postgres else "Ada TURING\nada@x.org")
+        assert found == [record_id]
+    finally:
+        engine.dispose()

@@ -80,16 +80,23 @@ def _person_documents(dialect: str) -> Documents:
         .scalar_subquery()
     )
     names = [json_text(Person.traits, name) for name in NAME_TRAITS]
-    return select(literal(PERSON), Person.id, _joined([*names, identities, companies])).where(
-        Person.merged_into.is_(None)
-    )
+    document = _folded(_joined([*names, identities, companies]), dialect)
+    return select(literal(PERSON), Person.id, document).where(Person.merged_into.is_(None))
 
 
-def _company_documents() -> Documents:
+def _company_documents(dialect: str) -> Documents:
     fields: list[ColumnElement[Any]] = [Company.__table__.c.name, Company.__table__.c.domain]
-    return select(literal(COMPANY), Company.id, _joined(fields)).where(
+    return select(literal(COMPANY), Company.id, _folded(_joined(fields), dialect)).where(
         Company.merged_into.is_(None)
     )
+
+
+def _folded(document: ColumnElement[str], dialect: str) -> ColumnElement[str]:
+    """PostgreSQL keeps documents in lower case, so that a search tests each with ``LIKE``
+    on words folded the same way: a quarter of the CPU of ``ILIKE``, which folds the case
+    of every document it tests (0.23 against 1.0 µs a document). SQLite's ``LIKE`` and its
+    trigram index ignore case already."""
+    return func.lower(document) if dialect == "postgresql" else document
 
 
 def _upsert(session: Session, documents: Documents) -> None:
@@ -139,6 +146,7 @@ def index_companies(session: Session, company_ids: Iterable[uuid.UUID]) -> None:
     if not ids:
         return
     session.flush()
+    dialect = dialect_name(session)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         session.execute(
@@ -146,7 +154,7 @@ def index_companies(session: Session, company_ids: Iterable[uuid.UUID]) -> None:
                 SearchDocument.record_type == COMPANY, SearchDocument.record_id.in_(chunk)
             )
         )
-        _upsert(session, _company_documents().where(Company.id.in_(chunk)))
+        _upsert(session, _company_documents(dialect).where(Company.id.in_(chunk)))
         linked = select(PersonCompany.person_id).where(PersonCompany.company_id.in_(chunk))
         index_persons(session, list(session.scalars(linked)))
 
@@ -156,7 +164,7 @@ def reindex(session: Session) -> int:
     returns how many there are."""
     session.execute(delete(SearchDocument))
     _upsert(session, _person_documents(dialect_name(session)))
-    _upsert(session, _company_documents())
+    _upsert(session, _company_documents(dialect_name(session)))
     return session.scalar(select(func.count()).select_from(SearchDocument)) or 0
 
 
@@ -207,7 +215,7 @@ def search_filter(
         .where(
             SearchDocument.record_type == record_type,
             SearchDocument.record_id == record_id,
-            *(_any_variant(w, _ilike if postgres else _like) for w in words),
+            *(_any_variant(w, _folded_like if postgres else _like) for w in words),
         )
         .scalar_subquery()
     )
@@ -227,7 +235,7 @@ def _documents_matching(
         SearchDocument.record_type == kind
     )
     if dialect_name(session) == "postgresql":
-        return statement.where(*(_any_variant(w, _ilike) for w in words))
+        return statement.where(*(_any_variant(w, _folded_like) for w in words))
     indexed = [w for w in words if len(w) >= TRIGRAM]
     for word in (w for w in words if len(w) < TRIGRAM):
         statement = statement.where(SearchDocument.document.contains(word, autoescape=True))
@@ -260,8 +268,10 @@ def _like(word: str) -> ColumnElement[bool]:
     return SearchDocument.document.contains(word, autoescape=True)
 
 
-def _ilike(word: str) -> ColumnElement[bool]:
-    return SearchDocument.document.icontains(word, autoescape=True)
+def _folded_like(word: str) -> ColumnElement[bool]:
+    # Folded by the database's own lower(), as the documents were (see _folded).
+    escaped = word.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return SearchDocument.document.contains(func.lower(escaped), escape="/")
 
 
 def _any_variant(word: str, test: Any) -> ColumnElement[bool]:
