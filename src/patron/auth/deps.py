@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,10 +30,10 @@ def current_actor(request: Request, db: DB) -> Actor:
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
-def require(*roles: Role) -> Callable[[Actor], Actor]:
+def require(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:
     """A dependency that admits admins and ``roles``, and answers 403 to everyone else."""
 
-    def dependency(actor: CurrentActor) -> Actor:
+    async def dependency(actor: CurrentActor) -> Actor:
         actor.require(*roles)
         return actor
 

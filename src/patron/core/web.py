@@ -13,7 +13,9 @@ from patron.core.pagination import MAX_LIMIT, ListQuery
 from patron.core.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # Dependencies that only read the request are async: FastAPI runs a sync one in the
+    # thread pool, a round trip per dependency per request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -52,7 +54,7 @@ def json_response(
     )
 
 
-def list_query(
+async def list_query(
     limit: Limit = 50,
     cursor: Cursor = None,
     filter: Annotated[

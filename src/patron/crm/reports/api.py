@@ -37,7 +37,7 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 Handler = TypeVar("Handler", bound=Callable[..., Response])
 
 
-def report_filters(
+async def report_filters(
     since: Annotated[
         datetime | None,
         Query(
@@ -54,7 +54,7 @@ def report_filters(
     return ReportFilters(since, until, pipeline_id, owner_id, currency)
 
 
-def output_format(
+async def output_format(
     request: Request,
     format: Annotated[
         Literal["json", "csv"], Query(description="json, or csv (as the .csv path gives).")
