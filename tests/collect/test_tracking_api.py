@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from patron.collect import service
 from patron.collect.models import Event, RejectedMessage, Source
+from patron.core.errors import Forbidden
+from patron.core.runtime import Runtime
 from tests.conftest import basic
 
 
@@ -250,3 +252,21 @@ def test_cdn_settings_point_analytics_js_at_patron(client: TestClient, write_key
     # analytics.js fetches its settings from the page's origin, another site.
     assert response.headers["access-control-allow-origin"] == "*"
     assert client.get("/v1/projects/pk_unknown/settings").status_code == 401
+
+
+def test_a_grant_read_while_a_change_commits_is_forgotten_with_the_commit(
+    runtime: Runtime, source: tuple[Source, str]
+) -> None:
+    """A request that reads the source between the disabling flush and its commit sees it
+    enabled and remembers that; the commit must forget it again."""
+    key = source[1]
+    with runtime.sessions() as session:
+        row = session.get(Source, source[0].id)
+        assert row is not None
+        row.enabled = False
+        session.flush()
+        seen = service.grant_for_write_key(runtime.readers, key)  # the committed state
+        assert seen.source_id == source[0].id
+        session.commit()
+    with pytest.raises(Forbidden):
+        service.grant_for_write_key(runtime.readers, key)

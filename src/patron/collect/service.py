@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, Select, Table, event, func, insert, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from patron.auth.service import Actor, record_audit
 from patron.collect.messages import (
@@ -216,10 +216,24 @@ def grant_for_write_key(readers: sessionmaker[Session], write_key: str | None) -
 
 @event.listens_for(Source, "after_update")
 @event.listens_for(Source, "after_delete")
-def _forget_grants(*_args: Any) -> None:
+def _forget_grants(_mapper: Any, _connection: Any, source: Source) -> None:
     # A source changed in this process (disabled, key rotated, origins edited): forget
     # every grant, not only its own, since the old key's hash is no longer on the row.
+    # Again once the change is committed: a request that read the source meanwhile saw
+    # the row as it was and may have remembered it.
     _GRANTS.clear()
+    session = object_session(source)
+    if session is not None:
+        session.info[_FORGET_ON_COMMIT] = True
+
+
+_FORGET_ON_COMMIT = "patron_forget_write_keys"
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_grants_committed(session: Session) -> None:
+    if session.info.pop(_FORGET_ON_COMMIT, False):
+        _GRANTS.clear()
 
 
 def check_origin(allowed_origins: Sequence[str], origin: str | None) -> None:
