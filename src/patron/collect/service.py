@@ -219,11 +219,12 @@ def grant_for_write_key(readers: sessionmaker[Session], write_key: str | None) -
 def _forget_grants(_mapper: Any, _connection: Any, source: Source) -> None:
     # A source changed in this process (disabled, key rotated, origins edited): forget
     # every grant, not only its own, since the old key's hash is no longer on the row.
-    # Again once the change is committed: a request that read the source meanwhile saw
-    # the row as it was and may have remembered it.
-    _GRANTS.clear()
+    # Only once the change is committed: until then a request reads the row as it was,
+    # and would remember that again.
     session = object_session(source)
-    if session is not None:
+    if session is None:
+        _GRANTS.clear()
+    else:
         session.info[_FORGET_ON_COMMIT] = True
 
 
