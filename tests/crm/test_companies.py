@@ -14,8 +14,10 @@ from patron.auth.models import AuditEntry
 from patron.core.errors import InvalidInput
 from patron.core.pagination import ListQuery
 from patron.core.runtime import Runtime
+from patron.crm import search
 from patron.crm.companies import normalise_domain
 from patron.crm.exports import export_csv
+from patron.crm.models import Company
 from patron.pipeline import rebuild
 from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
 
@@ -139,6 +141,52 @@ def test_list_filters_sorts_searches_and_pages(client: TestClient, admin: User) 
     assert [c["name"] for c in found["items"]] == ["Company 4"]
     words = client.get("/v1/companies", params={"q": "company 6"}, headers=h).json()
     assert [c["name"] for c in words["items"]] == ["Company 6"]
+
+
+def test_few_and_many_matches_find_and_count_the_same_companies(
+    client: TestClient, admin: User, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search with many matches tests each company's own name and domain where a few
+    matches are looked up by their documents: both find and count the same companies, in
+    any case, by name or domain, for an admin and for a rep (their own and shared ones)."""
+    rep = make_user("sales")
+    names = ["Acme Øresund", "acme north", "Beta ACME", "Gamma", "Delta Tools", "ØRESUND Zeta"]
+    domains = ["a.io", "an.io", "beta.io", "acme-gamma.io", "d.io", "z.io"]
+    ids = [
+        create(client, admin, name=n, domain=d)["id"] for n, d in zip(names, domains, strict=True)
+    ]
+    for company in ids[:2]:
+        client.patch(f"/v1/companies/{company}", json={"owner_id": rep.id}, headers=admin.headers)
+    client.post(f"/v1/companies/{ids[3]}/shares", json={"user_id": rep.id}, headers=admin.headers)
+    archived = client.post(f"/v1/companies/{ids[2]}/archive", headers=admin.headers)
+    assert archived.status_code == 200, archived.text
+
+    def pages(user: User, q: str) -> tuple[list[str], int]:
+        found, total, cursor = [], None, None
+        while True:
+            params = {"q": q, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            answer = client.get("/v1/companies", params=params, headers=user.headers)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            found += [c["name"] for c in body["items"]]
+            total = body["total"] if total is None else total
+            if not (cursor := body.get("next_cursor")):
+                return found, total
+
+    def every_search() -> dict[tuple[str, str], tuple[list[str], int]]:
+        users = {"admin": admin, "rep": rep}
+        words = ("acme", "ACME io", "øresund", "gamma.io", "delta")
+        return {(w, q): pages(u, q) for w, u in users.items() for q in words}
+
+    few = every_search()
+    monkeypatch.setattr(search, "DENSE", 1)  # every search with two or more matches is dense
+    assert every_search() == few
+    assert few["admin", "acme"] == (["Acme Øresund", "Gamma", "acme north"], 3)
+    assert few["admin", "ACME io"] == (["Acme Øresund", "Gamma", "acme north"], 3)
+    assert few["admin", "øresund"] == (["Acme Øresund", "ØRESUND Zeta"], 2)
+    assert few["admin", "gamma.io"] == (["Gamma"], 1)
+    assert few["rep", "acme"] == (["Acme Øresund", "Gamma", "acme north"], 3)
+    assert few["rep", "delta"] == ([], 0)
 
 
 def test_bad_list_parameters_are_400s(client: TestClient, admin: User) -> None:
@@ -301,3 +349,23 @@ def test_csv_export_walks_every_page(client: TestClient, admin: User, runtime: R
     )
     lines = list(csv.reader(io.StringIO("".join(rows))))
     assert [r[1] for r in lines[1:]] == [f"Co {i}" for i in (4, 3, 2, 1, 0)]
+
+
+def test_company_search_statistics_describe_the_expression_it_tests(
+    runtime: Runtime, dialect: str
+) -> None:
+    """Migration 0023 gives PostgreSQL's planner statistics on a company's searchable text,
+    written as PostgreSQL deparses the expression a dense company search tests: if the
+    two drift apart, the planner silently loses them."""
+    if dialect != "postgresql":
+        pytest.skip("statistics on an expression are PostgreSQL's")
+    searched = select(search.company_document("postgresql")).select_from(Company)
+    sql = str(searched.compile(runtime.engine, compile_kwargs={"literal_binds": True}))
+    with runtime.engine.connect() as connection:
+        plan = connection.exec_driver_sql("EXPLAIN (VERBOSE, FORMAT JSON) " + sql).scalar_one()
+        kept = connection.exec_driver_sql(
+            "SELECT pg_get_statisticsobjdef_expressions(oid) FROM pg_statistic_ext "
+            "WHERE stxname = 'st_companies_document'"
+        ).scalar_one()
+    tested = plan[0]["Plan"]["Output"][0].replace("companies.", "")
+    assert kept == [tested]

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -461,6 +461,13 @@ def _owned(actor: Actor, owner: SQLColumnExpression[Any]) -> ColumnElement[bool]
     return None
 
 
+def owns_alone(actor: Actor | None) -> bool:
+    """Whether what ``actor`` owns is one owner's records (a sales user's): an index that
+    holds the owner then serves their part exactly, where a manager's (a team, and the
+    unassigned pool) needs a scan."""
+    return actor is not None and actor.role is Role.sales
+
+
 def owned_or_shared(
     actor: Actor,
     *,
@@ -563,6 +570,13 @@ class OwnedRecords:
         )
         extras = self.extras(actor)
         return or_(scope, *(self.record_id.in_(extra) for extra in extras)) if extras else scope
+
+    def over(
+        self, owner: SQLColumnExpression[Any], record_id: SQLColumnExpression[Any]
+    ) -> OwnedRecords:
+        """The same rule, tested on copies of the owner and the id kept in another table
+        (a search document's)."""
+        return replace(self, owner=owner, record_id=record_id)
 
     def ids(self, actor: Actor) -> Select[Any] | CompoundSelect[Any]:
         """The ids of the records ``actor`` may see (see :func:`owned_or_shared_ids`)."""

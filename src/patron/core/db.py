@@ -87,6 +87,16 @@ def json_loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+# SQLite's own lower() folds only ASCII letters; this one, registered on every connection,
+# folds by Unicode's rules, so that search documents and words compare in any case there
+# as they do on PostgreSQL (``crm.search``).
+SQLITE_FOLD = "patron_fold"
+
+
+def fold_case(value: str | None) -> str | None:
+    return None if value is None else value.lower()
+
+
 def _sqlite_engine(url: str, settings: Settings) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
@@ -111,6 +121,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        dbapi_connection.create_function(SQLITE_FOLD, 1, fold_case, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

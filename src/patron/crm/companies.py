@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, move_shares, record_audit
 from patron.core.clock import utcnow
+from patron.core.dialect import dialect_name
 from patron.core.errors import Conflict, InvalidInput, NotFound
 from patron.core.pagination import COUNT_LIMIT, Field, ListQuery, Page, keyset_page
 from patron.crm import fields as custom_fields
@@ -213,7 +214,12 @@ def list_companies(
     statement = select(Company).where(*conditions)
     count_from = None
     found = search_index.search_filter(
-        session, search_index.COMPANY, Company.id, search or "", entity=Company
+        session,
+        search_index.COMPANY,
+        Company.id,
+        search or "",
+        entity=Company,
+        own_document=search_index.company_document(dialect_name(session)),
     )
     if found is not None:
         statement = statement.where(found.condition)

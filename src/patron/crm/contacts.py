@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from patron.auth.service import Actor, record_audit
+from patron.auth.service import Actor, owns_alone, record_audit
 from patron.collect.messages import MessageError
 from patron.collect.models import Event, Source
 from patron.core.clock import utcnow
@@ -26,17 +26,22 @@ from patron.crm import events
 from patron.crm import fields as custom_fields
 from patron.crm.access import can_see_for
 from patron.crm.leads.models import LEAD_SCORE, PREDICTIVE_SCORE, score_column
-from patron.crm.models import PersonCompany
+from patron.crm.models import PersonCompany, SearchDocument
 from patron.crm.records import changed, check_owner, check_tags, snapshot, toggle_archived
 from patron.crm.search import SEARCH_COUNT_LIMIT, search_filter
 from patron.identity.models import Person
 from patron.profiles.access import (
+    PERSONS,
     RECORD_TYPE,
     person_count_arms,
     readable_persons,
     sees_every_person,
     writable_person,
 )
+
+# Who may see which persons (``profiles.access``), tested on the copies of owner and id
+# that search documents keep: a sales rep's search then counts from the documents.
+PERSON_DOCUMENTS = PERSONS.over(SearchDocument.owner_id, SearchDocument.record_id)
 
 LIFECYCLE_STAGES = (
     "subscriber",
@@ -132,11 +137,14 @@ def list_contacts(
         linked = select(PersonCompany.person_id).where(PersonCompany.company_id == company_id)
         conditions.append(Person.id.in_(linked))
     statement = select(Person).where(*conditions)
-    count_from = None
+    count_from, count_from_arms = None, None
     if search and (found := search_filter(session, RECORD_TYPE, Person.id, search, entity=Person)):
         statement = statement.where(found.condition)
         if found.count_from is not None and sees_every_person(actor):
             count_from = found.count_from.where(*conditions)
+        elif found.count_from is not None and found.by_owner and owns_alone(actor):
+            count_from = found.count_from.where(*conditions)
+            count_from_arms = PERSON_DOCUMENTS.count_arms(actor)
     return keyset_page(
         session,
         statement,
@@ -147,6 +155,7 @@ def list_contacts(
         visible=readable_persons(actor),
         count_arms=person_count_arms(actor),
         count_from=count_from,
+        count_from_arms=count_from_arms,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
 

@@ -387,3 +387,7 @@ class SearchDocument(Base):
     record_type: Mapped[str] = mapped_column(String(10))
     record_id: Mapped[uuid.UUID]
     document: Mapped[str] = mapped_column(Text, default="")
+    # The record's owner, copied so that a restricted user's search asks one index for
+    # their documents holding the words (PostgreSQL: GIN over owner and trigrams). Kept by
+    # triggers on the records' tables (migration 0022), whatever code changes an owner.
+    owner_id: Mapped[uuid.UUID | None]
