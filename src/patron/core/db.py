@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
@@ -70,6 +70,29 @@ def _postgres_engine(url: str) -> Engine:
         dbapi_connection.commit()
 
     return engine
+
+
+def plan_each_search(session: Session) -> None:
+    """How PostgreSQL plans the rest of the session's transaction, for searches, whose
+    statements stop after a page or a capped count:
+
+    - A plan per call: psycopg prepares a statement run five times, and PostgreSQL may
+      then keep one generic plan for it, which cannot know the words a ``LIKE`` looks for.
+    - No parallel workers: the planner costs a capped statement as if it read every row
+      it might, and starts two workers that cost more than they save. A sales rep's
+      search for a common name counted in 21 to 29 ms with them and 12 to 17 without, at
+      1,000,000 persons on two cores (where they also take the cores of the requests
+      beside it).
+
+    ``SET LOCAL`` ends with the transaction.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "SET LOCAL plan_cache_mode = force_custom_plan; "
+                "SET LOCAL max_parallel_workers_per_gather = 0"
+            )
+        )
 
 
 def json_dumps(value: Any) -> str:

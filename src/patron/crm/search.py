@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import column, table
 
-from patron.core.db import SQLITE_FOLD
+from patron.core.db import SQLITE_FOLD, plan_each_search
 from patron.core.dialect import dialect_insert, dialect_name, json_text
 from patron.core.pagination import COUNT_LIMIT
 from patron.crm.models import Company, PersonCompany, SearchDocument
@@ -247,6 +247,7 @@ def search_filter(
     words = search.split()[:MAX_WORDS]
     if not words:
         return None
+    plan_each_search(session)  # every statement of a search stops at a page or a capped count
     documents = _documents_matching(session, record_type, words)
     probe = select(func.count()).select_from(documents.limit(DENSE + 1).subquery())
     if (session.scalar(probe) or 0) <= DENSE:
