@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -17,9 +17,11 @@ from patron.auth.models import User as UserModel
 from patron.cli import app
 from patron.core.db import create_db_engine
 from patron.core.migrations import alembic_config
+from patron.core.pagination import ListQuery
 from patron.core.runtime import Runtime
 from patron.core.settings import Settings
 from patron.crm import search
+from patron.crm.contacts import list_contacts
 from patron.crm.models import Company, SearchDocument
 from patron.identity.models import Person
 from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
@@ -353,3 +355,28 @@ def test_the_migration_folds_the_documents_it_finds(
         assert found == [record_id]
     finally:
         engine.dispose()
+
+
+def test_a_search_plans_its_statements_for_its_words_and_without_workers(
+    runtime: Runtime, dialect: str, make_person: MakePerson
+) -> None:
+    """On PostgreSQL a search's transaction plans each statement for its own words (no
+    generic plan of a prepared statement) and without parallel workers; a list without a
+    search, and the next transaction, keep the server's settings."""
+    if dialect != "postgresql":
+        pytest.skip("plan settings are PostgreSQL's")
+    make_person("ada@example.com", name="Ada Lovelace")
+    settings = ("plan_cache_mode", "max_parallel_workers_per_gather")
+
+    def shown(session: Session) -> list[str]:
+        return [str(session.execute(text(f"SHOW {name}")).scalar_one()) for name in settings]
+
+    with runtime.sessions() as session:
+        server = shown(session)
+        list_contacts(session, actor=None, query=ListQuery())
+        assert shown(session) == server
+        list_contacts(session, actor=None, query=ListQuery(), search="lovelace")
+        assert shown(session) == ["force_custom_plan", "0"]
+        session.rollback()
+        assert shown(session) == server
+    assert server != ["force_custom_plan", "0"]
