@@ -14,15 +14,17 @@ from sqlalchemy import Engine
 from patron.core.errors import DatabaseBehind
 
 # What the models do not describe on purpose, because it is one dialect's (migrations 0014,
-# 0016 and 0022): SQLite's FTS5 index over search_documents with the shadow tables it
-# keeps, and PostgreSQL's trigram indexes over the same documents, one per kind, and one
-# over persons' owners and trigrams.
+# 0016, 0022 and 0025): SQLite's FTS5 index over search_documents with the shadow tables it
+# keeps; PostgreSQL's trigram indexes over the same documents, one per kind, and one over
+# persons' owners and trigrams; and its indexes for a rep's pages read owner first.
 UNMODELLED_TABLES = "search_fts"
 UNMODELLED_INDEXES = frozenset(
     {
         "ix_search_documents_trgm_person",
         "ix_search_documents_trgm_company",
         "ix_search_documents_owner_trgm_person",
+        "ix_persons_owner_name",
+        "ix_deals_owner_stage_amount",
     }
 )
 
