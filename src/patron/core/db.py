@@ -87,12 +87,8 @@ def plan_each_search(session: Session) -> None:
     ``SET LOCAL`` ends with the transaction.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text(
-                "SET LOCAL plan_cache_mode = force_custom_plan; "
-                "SET LOCAL max_parallel_workers_per_gather = 0"
-            )
-        )
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
 def json_dumps(value: Any) -> str:
