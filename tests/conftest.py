@@ -324,3 +324,21 @@ def assert_error(answer: Any, status: int, field: str | None = None) -> dict[str
     if field is not None:
         assert body.get("field") == field, body
     return body
+
+
+def search_pages(
+    client: TestClient, path: str, user: User, q: str, *, limit: int, key: str
+) -> tuple[list[Any], int]:
+    """Every page of a searched list, ``limit`` rows at a time, followed by its cursors:
+    each row's ``key``, and the total the first page gave."""
+    found: list[Any] = []
+    total, cursor = None, None
+    while True:
+        params = {"q": q, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        answer = client.get(path, params=params, headers=user.headers)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        found += [row[key] for row in body["items"]]
+        total = body["total"] if total is None else total
+        if not (cursor := body.get("next_cursor")):
+            return found, total

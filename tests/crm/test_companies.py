@@ -19,7 +19,7 @@ from patron.crm.companies import normalise_domain
 from patron.crm.exports import export_csv
 from patron.crm.models import Company
 from patron.pipeline import rebuild
-from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
+from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error, search_pages
 
 
 def create(client: TestClient, user: User, **body: object) -> dict[str, object]:
@@ -161,22 +161,14 @@ def test_few_and_many_matches_find_and_count_the_same_companies(
     archived = client.post(f"/v1/companies/{ids[2]}/archive", headers=admin.headers)
     assert archived.status_code == 200, archived.text
 
-    def pages(user: User, q: str) -> tuple[list[str], int]:
-        found, total, cursor = [], None, None
-        while True:
-            params = {"q": q, "limit": 1, **({"cursor": cursor} if cursor else {})}
-            answer = client.get("/v1/companies", params=params, headers=user.headers)
-            assert answer.status_code == 200, answer.text
-            body = answer.json()
-            found += [c["name"] for c in body["items"]]
-            total = body["total"] if total is None else total
-            if not (cursor := body.get("next_cursor")):
-                return found, total
-
     def every_search() -> dict[tuple[str, str], tuple[list[str], int]]:
         users = {"admin": admin, "rep": rep}
         words = ("acme", "ACME io", "øresund", "gamma.io", "delta")
-        return {(w, q): pages(u, q) for w, u in users.items() for q in words}
+        return {
+            (w, q): search_pages(client, "/v1/companies", u, q, limit=1, key="name")
+            for w, u in users.items()
+            for q in words
+        }
 
     few = every_search()
     monkeypatch.setattr(search, "DENSE", 1)  # every search with two or more matches is dense

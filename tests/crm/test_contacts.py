@@ -24,7 +24,7 @@ from patron.crm import search
 from patron.crm.contacts import list_contacts
 from patron.crm.models import Company, SearchDocument
 from patron.identity.models import Person
-from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error
+from tests.conftest import MakePerson, MakeUser, Tracker, User, assert_error, search_pages
 
 
 def test_crm_fields_are_edited_checked_and_audited(
@@ -111,22 +111,12 @@ def test_few_and_many_matches_find_and_count_the_same(
     )
     assert shared.status_code == 201, shared.text
 
-    def pages(user: User, q: str) -> tuple[list[str], int]:
-        ids, total, cursor = [], None, None
-        while True:
-            params = {"q": q, "limit": 2, **({"cursor": cursor} if cursor else {})}
-            answer = client.get("/v1/contacts", params=params, headers=user.headers)
-            assert answer.status_code == 200, answer.text
-            body = answer.json()
-            ids += [p["id"] for p in body["items"]]
-            total = body["total"] if total is None else total
-            if not (cursor := body.get("next_cursor")):
-                return ids, total
-
     def every_search() -> dict[tuple[str, str], tuple[list[str], int]]:
         users = {"admin": admin, "rep": rep}
         return {
-            (w, q): pages(u, q) for w, u in users.items() for q in ("turing", "ada tur", "hopper")
+            (w, q): search_pages(client, "/v1/contacts", u, q, limit=2, key="id")
+            for w, u in users.items()
+            for q in ("turing", "ada tur", "hopper")
         }
 
     few = every_search()

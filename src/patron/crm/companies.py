@@ -26,7 +26,6 @@ from patron.crm.access import (
     company_count_arms,
     readable_companies,
     require_writer,
-    sees_every_company,
     visible_company,
     writable_company,
 )
@@ -212,7 +211,8 @@ def list_companies(
         Company.archived_at.is_not(None) if archived else Company.archived_at.is_(None),
     ]
     statement = select(Company).where(*conditions)
-    count_from = None
+    # A dense company search tests each row's own name and domain, which the page and the
+    # count (up to its limit) walk alike: there is no cheaper shape to count from.
     found = search_index.search_filter(
         session,
         search_index.COMPANY,
@@ -223,8 +223,6 @@ def list_companies(
     )
     if found is not None:
         statement = statement.where(found.condition)
-        if found.count_from is not None and sees_every_company(actor):
-            count_from = found.count_from.where(*conditions)
     return keyset_page(
         session,
         statement,
@@ -234,7 +232,6 @@ def list_companies(
         tiebreak=BASE_FIELDS["id"],
         visible=readable_companies(actor),
         count_arms=company_count_arms(actor),
-        count_from=count_from,
         count_limit=SEARCH_COUNT_LIMIT if search else COUNT_LIMIT,
     )
 

@@ -84,7 +84,7 @@ def _person_documents(dialect: str) -> Documents:
         .scalar_subquery()
     )
     names = [json_text(Person.traits, name) for name in NAME_TRAITS]
-    document = _folded(_joined([*names, identities, companies]), dialect)
+    document = _fold(_joined([*names, identities, companies]), dialect)
     return select(literal(PERSON), Person.id, document, Person.owner_id).where(
         Person.merged_into.is_(None)
     )
@@ -93,7 +93,7 @@ def _person_documents(dialect: str) -> Documents:
 def company_document(dialect: str) -> ColumnElement[str]:
     """A company's document, computed from its own row: its name and domain."""
     fields: list[ColumnElement[Any]] = [Company.__table__.c.name, Company.__table__.c.domain]
-    return _folded(_joined(fields), dialect)
+    return _fold(_joined(fields), dialect)
 
 
 def _company_documents(dialect: str) -> Documents:
@@ -103,22 +103,18 @@ def _company_documents(dialect: str) -> Documents:
 
 
 def _fold(value: ColumnElement[str] | str, dialect: str) -> ColumnElement[str]:
-    """Lower case, by the database: PostgreSQL's ``lower()``; on SQLite, whose ``lower()``
-    knows only ASCII, the Unicode-aware function each connection registers."""
+    """Lower case, by the database. Documents are kept folded, and a search tests them with
+    ``LIKE`` on words folded by the same function.
+
+    On PostgreSQL, ``lower()``: a quarter of the CPU of ``ILIKE``, which folds every
+    document it tests (0.23 against 1.0 µs a document). On SQLite, whose ``lower()`` and
+    ``LIKE`` know the case of ASCII letters only, the Unicode-aware function each
+    connection registers: it is what lets "élodie" find "Élodie" when a search tests
+    documents one by one (the trigram index folds case by itself)."""
     if dialect == "postgresql":
         return func.lower(value)
     folded: ColumnElement[str] = getattr(func, SQLITE_FOLD)(value)
     return folded
-
-
-def _folded(document: ColumnElement[str], dialect: str) -> ColumnElement[str]:
-    """Documents are kept in lower case, and a search tests them with ``LIKE`` on words
-    folded the same way. On PostgreSQL that is a quarter of the CPU of ``ILIKE``, which
-    folds every document it tests (0.23 against 1.0 µs a document). On SQLite, whose
-    ``LIKE`` ignores the case of ASCII letters only, it is what lets "élodie" find
-    "Élodie" when a search tests documents one by one (its trigram index folds case by
-    itself)."""
-    return _fold(document, dialect)
 
 
 def _upsert(session: Session, documents: Documents) -> None:
@@ -317,7 +313,7 @@ Document = SQLColumnExpression[str]
 
 
 def _contains(word: str, document: Document, dialect: str) -> ColumnElement[bool]:
-    # The word folded by the same function as the documents (see _folded); LIKE's
+    # The word folded by the same function as the documents (see _fold); LIKE's
     # wildcards in it are literal.
     escaped = word.replace("/", "//").replace("%", "/%").replace("_", "/_")
     return document.contains(_fold(escaped, dialect), escape="/")
