@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from patron.auth.service import AUDIT_LISTENERS
 from patron.collect.catalog import record_in_catalog
 from patron.collect.imports import CUSTOM_VALUES, PERSON_CLASSIFIER, RECORD_KINDS
-from patron.collect.models import Event, ProcessingCursor
-from patron.collect.service import record_event_keys
+from patron.collect.models import Event, LogEntry, ProcessingCursor
+from patron.collect.service import read_log, record_event_keys
 from patron.core.clock import utcnow
 from patron.core.db import analyze, write_turn
 from patron.core.dialect import lock_row_for_update
@@ -39,7 +39,7 @@ from patron.crm.forms.processing import after_forms, preferred_teams
 from patron.crm.inbound import attach_waiting_activities
 from patron.crm.leads import jobs as leads
 from patron.crm.leads.assignment import TEAM_PREFERENCES
-from patron.crm.leads.scoring import mark_stale, merge_scores
+from patron.crm.leads.scoring import carry_overrides, mark_stale, rescore_survivors
 from patron.crm.search import forget_merged, index_persons
 from patron.crm.service import forget_links, move_links, record_groups
 from patron.crm.tickets import jobs as ticket_jobs
@@ -67,7 +67,7 @@ from patron.profiles.traits import (
 
 log = logging.getLogger("patron.pipeline")
 
-Handler = Callable[[Session, Sequence[Event]], None]
+Handler = Callable[[Session, Sequence[LogEntry]], None]
 # Sliding windows lose old events by the hour; a quarter hour keeps them close enough.
 WINDOW_REFRESH_SECONDS = 900
 # How long a step of the running loop aims to hold the write lock, the fewest events it
@@ -77,7 +77,7 @@ MIN_STEP_EVENTS = 20
 INGEST_FIRST_SECONDS = 0.5
 
 
-def derive(session: Session, events: Sequence[Event], settings: Settings) -> None:
+def derive(session: Session, events: Sequence[LogEntry], settings: Settings) -> None:
     """Resolve each event to its person, then update that person's profile and companies."""
     owners = resolve_events(session, events, settings)
     traits_changed = record_traits(session, events, owners)
@@ -95,9 +95,10 @@ def derive(session: Session, events: Sequence[Event], settings: Settings) -> Non
 # Messages that can change what a person is found by, besides their traits.
 SEARCH_TYPES = frozenset({"identify", "alias", "group"})
 
-HOOKS.merged_many[:] = [move_traits, move_computed, move_links, forget_merged]
-HOOKS.merged[:] = [fill_from_merged, merge_touches, merge_scores]
-HOOKS.after_merges[:] = [refresh_survivors, publish_survivors, index_persons]
+HOOKS.merged_many[:] = [move_traits, move_computed, move_links, forget_merged, carry_overrides]
+HOOKS.merged[:] = [fill_from_merged, merge_touches]
+# Scores last: they read the survivors' merged CRM fields and refreshed traits.
+HOOKS.after_merges[:] = [refresh_survivors, publish_survivors, rescore_survivors, index_persons]
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links, mark_stale]
 HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]
@@ -148,7 +149,7 @@ TEAM_PREFERENCES[:] = [preferred_teams]
 
 
 def default_handlers(settings: Settings) -> tuple[Handler, ...]:
-    def derive_profiles(session: Session, events: Sequence[Event]) -> None:
+    def derive_profiles(session: Session, events: Sequence[LogEntry]) -> None:
         derive(session, events, settings)
 
     # Form submissions' lead steps need the person resolution just made; scores then see
@@ -194,14 +195,7 @@ class Processor:
     def _step(self, limit: int) -> int:
         with self.sessions() as session, session.begin():
             cursor = self._claim_cursor(session)
-            events = list(
-                session.scalars(
-                    select(Event)
-                    .where(Event.seq > cursor.position)
-                    .order_by(Event.seq)
-                    .limit(limit)
-                )
-            )
+            events = read_log(session, Event.seq > cursor.position, limit=limit)
             if not events:
                 return 0
             for handler in self.handlers:

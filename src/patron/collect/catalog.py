@@ -8,12 +8,12 @@ from datetime import datetime
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
-from patron.collect.models import Event, EventCatalogEntry
+from patron.collect.models import EventCatalogEntry, LogEntry
 from patron.core.clock import as_utc
 from patron.core.dialect import dialect_insert
 
 
-def record_in_catalog(session: Session, events: Sequence[Event]) -> None:
+def record_in_catalog(session: Session, events: Sequence[LogEntry]) -> None:
     """Count each (source, type, name) of the batch into the catalog."""
     groups: dict[tuple[object, str, str], list[datetime]] = {}
     for e in events:

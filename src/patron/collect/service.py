@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import ColumnElement, Select, Table, event, func, insert, select
@@ -23,7 +23,7 @@ from patron.collect.messages import (
     normalise,
 )
 from patron.collect.messages import Message as NormalisedMessage
-from patron.collect.models import Event, EventKey, RejectedMessage, Source
+from patron.collect.models import Event, EventKey, LogEntry, LoggedEvent, RejectedMessage, Source
 from patron.core.clock import utcnow
 from patron.core.db import json_dumps
 from patron.core.dialect import (
@@ -538,7 +538,21 @@ def _events_by_id(
     return rows, total
 
 
-def record_event_keys(session: Session, events: Sequence[Event]) -> None:
+_EVENTS = cast(Table, Event.__table__)
+_LOGGED_COLUMNS = [_EVENTS.c[name] for name in LoggedEvent._fields]
+
+
+def read_log(
+    session: Session, *conditions: ColumnElement[bool], limit: int | None
+) -> list[LoggedEvent]:
+    """Events of the log in order (``seq``), without the ORM, for processing and replays."""
+    rows = session.execute(
+        select(*_LOGGED_COLUMNS).where(*conditions).order_by(_EVENTS.c.seq).limit(limit)
+    )
+    return [LoggedEvent._make(row) for row in rows]
+
+
+def record_event_keys(session: Session, events: Sequence[LogEntry]) -> None:
     """Index the ids of a batch the processing loop read (see :class:`EventKey`)."""
     if not events:
         return

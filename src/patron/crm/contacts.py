@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, owns_alone, record_audit
 from patron.collect.messages import MessageError
-from patron.collect.models import Event, Source
+from patron.collect.models import LogEntry, Source
 from patron.core.clock import utcnow
 from patron.core.dialect import json_text
 from patron.core.errors import InvalidInput
@@ -285,7 +285,7 @@ def _further(a: str | None, b: str | None) -> str | None:
 
 
 def record_custom_values(
-    session: Session, batch: Sequence[Event], owners: Mapping[int, uuid.UUID]
+    session: Session, batch: Sequence[LogEntry], owners: Mapping[int, uuid.UUID]
 ) -> None:
     """Processing step: ``context.crm.custom`` of a message (a people import with
     ``custom.KEY`` targets, a backend, a CRM edit) sets the person's custom fields.
@@ -314,7 +314,7 @@ def record_custom_values(
         person.custom = {k: v for k, v in merged.items() if v is not None}
 
 
-def _crm_custom(event: Event) -> dict[str, Any]:
+def _crm_custom(event: LogEntry) -> dict[str, Any]:
     context = event.payload.get("context")
     crm = context.get("crm") if isinstance(context, dict) else None
     custom = crm.get("custom") if isinstance(crm, dict) else None

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from patron.auth.models import User
 from patron.auth.service import Actor, record_audit
 from patron.collect.messages import RequestMeta
-from patron.collect.models import Event, Source
+from patron.collect.models import LogEntry, Source
 from patron.collect.service import Envelope, ingest
 from patron.core.clock import utcnow
 from patron.core.errors import InvalidInput, PayloadTooLarge
@@ -190,7 +190,7 @@ def _create_person(session: Session, email: str, display: str, activity_id: uuid
 
 
 def attach_waiting_activities(
-    session: Session, batch: Sequence[Event], owners: Mapping[int, uuid.UUID]
+    session: Session, batch: Sequence[LogEntry], owners: Mapping[int, uuid.UUID]
 ) -> None:
     """Processing step: activities logged for an address nobody had yet go on the person
     the identify made for it (only messages of the CRM's own source may do this)."""
@@ -207,7 +207,7 @@ def attach_waiting_activities(
             )
 
 
-def _waiting(event: Event) -> list[uuid.UUID]:
+def _waiting(event: LogEntry) -> list[uuid.UUID]:
     context = event.payload.get("context")
     crm = context.get("crm") if isinstance(context, dict) else None
     ids = crm.get("activities") if isinstance(crm, dict) else None

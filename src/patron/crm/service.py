@@ -10,7 +10,7 @@ from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor
-from patron.collect.models import Event
+from patron.collect.models import LogEntry
 from patron.core.clock import utcnow
 from patron.crm.access import live_company, readable_companies
 from patron.crm.models import Company, PersonCompany
@@ -18,7 +18,7 @@ from patron.crm.search import index_companies
 
 
 def record_groups(
-    session: Session, events: Sequence[Event], owners: Mapping[int, uuid.UUID]
+    session: Session, events: Sequence[LogEntry], owners: Mapping[int, uuid.UUID]
 ) -> None:
     """Each group call creates or updates its company and links the person to it."""
     groups = [e for e in events if e.type == "group"]
@@ -53,7 +53,7 @@ def record_groups(
     index_companies(session, [companies[g].id for g in renamed])
 
 
-def _role(event: Event) -> str | None:
+def _role(event: LogEntry) -> str | None:
     context = event.payload.get("context")
     traits = context.get("traits") if isinstance(context, dict) else None
     role = traits.get("title") or traits.get("role") if isinstance(traits, dict) else None

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from patron.collect.models import Event
+from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
 from patron.core.settings import Settings
 from patron.identity.hooks import HOOKS
@@ -309,7 +309,7 @@ class Resolver:
 
     # --- one message ---------------------------------------------------------------------
 
-    def resolve(self, event: Event) -> uuid.UUID | None:
+    def resolve(self, event: LogEntry) -> uuid.UUID | None:
         """Attach one message to its person (creating or merging as needed); return its id."""
         identifiers, exempt = self._identifiers(event)
         while identifiers:
@@ -331,7 +331,7 @@ class Resolver:
             )
         return None
 
-    def _identifiers(self, event: Event) -> tuple[list[Identifier], set[Identifier]]:
+    def _identifiers(self, event: LogEntry) -> tuple[list[Identifier], set[Identifier]]:
         payload: dict[str, Any] = event.payload
         policy = self.policy
         found = self.extracted.pop(event.seq, None)
@@ -487,7 +487,7 @@ class Resolver:
 
     def _apply(
         self,
-        event: Event,
+        event: LogEntry,
         identifiers: list[Identifier],
         owners: dict[Identifier, uuid.UUID],
     ) -> uuid.UUID:
@@ -594,7 +594,7 @@ class Resolver:
         return record
 
 
-def extract_from(event: Event, policy: Policy) -> list[Identifier]:
+def extract_from(event: LogEntry, policy: Policy) -> list[Identifier]:
     """The usable identifiers of one message under the batch's policy."""
     return extract(
         event.type,
@@ -606,7 +606,7 @@ def extract_from(event: Event, policy: Policy) -> list[Identifier]:
 
 
 def resolve_events(
-    session: Session, events: Sequence[Event], settings: Settings
+    session: Session, events: Sequence[LogEntry], settings: Settings
 ) -> dict[int, uuid.UUID]:
     """Attach every event of a batch to its person, in log order; returns the person each
     event belongs to once the batch's merges are done (events without an identifier have
@@ -619,7 +619,11 @@ def resolve_events(
         found = resolver.extracted[e.seq] = extract_from(e, resolver.policy)
         wanted += found
     # A replay recreates persons under their old ids: those rows are revived, not inserted.
-    resolver._load_persons(person_id_for(e.seq) for e in events)
+    # Only a message at or before the newest person's position can have created one (live
+    # processing reads past it, so it asks nothing more).
+    newest = session.scalar(select(func.max(Person.created_seq)))
+    if newest is not None:
+        resolver._load_persons(person_id_for(e.seq) for e in events if e.seq <= newest)
     resolver.prefetch(wanted)
     resolver.load_linking_members()
     owners: dict[int, uuid.UUID] = {}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from patron.collect.models import Event
+from patron.collect.models import LogEntry
 from patron.core.settings import Settings
 
 # (session, survivor id, merged id): move what the merged person owns to the survivor.
@@ -26,7 +26,7 @@ MergedHook = Callable[[Session, set[uuid.UUID]], None]
 # (session, person ids): forget everything derived for these persons before a replay.
 ResetHook = Callable[[Session, Sequence[uuid.UUID]], None]
 # (session, events in log order): derive everything again for these events.
-ReplayHook = Callable[[Session, Sequence[Event], Settings], None]
+ReplayHook = Callable[[Session, Sequence[LogEntry], Settings], None]
 
 
 @dataclass

@@ -40,6 +40,9 @@ class Person(Base):
         ),
         Index("ix_persons_created", "created_at", "id"),
         Index("ix_persons_lifecycle_stage", "lifecycle_stage"),
+        # The newest person's log position: processing asks it once a batch (can a message
+        # of it revive a person?), record linkage once a run (anyone new?).
+        Index("ix_persons_created_seq", "created_seq"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

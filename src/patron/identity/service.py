@@ -13,7 +13,8 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, u
 from sqlalchemy.orm import Session
 
 from patron.auth.service import Actor, record_audit
-from patron.collect.models import Event, EventCatalogEntry, ProcessingCursor
+from patron.collect.models import Event, EventCatalogEntry, LogEntry, ProcessingCursor
+from patron.collect.service import read_log
 from patron.core.clock import utcnow
 from patron.core.dialect import lock_row_for_update
 from patron.core.errors import Conflict, InvalidInput, NotFound
@@ -256,14 +257,8 @@ def reresolve(session: Session, root_id: uuid.UUID, settings: Settings) -> list[
     live persons that came out.
     """
     cluster = [root_id, *merged_ids(session, root_id)]
-    events = list(
-        session.scalars(
-            select(Event)
-            .join(PersonEvent, PersonEvent.seq == Event.seq)
-            .where(PersonEvent.person_id == root_id)
-            .order_by(Event.seq)
-        )
-    )
+    replayed = select(PersonEvent.seq).where(PersonEvent.person_id == root_id)
+    events = read_log(session, Event.seq.in_(replayed), limit=None)
     decisions = _decisions_among(session, cluster)
     HOOKS.on_reset(session, cluster)
     forget_persons(session, cluster)
@@ -289,7 +284,7 @@ def _decisions_among(session: Session, cluster: Sequence[uuid.UUID]) -> list[Mer
     )
 
 
-def _replay(session: Session, events: Sequence[Event], settings: Settings) -> None:
+def _replay(session: Session, events: Sequence[LogEntry], settings: Settings) -> None:
     if HOOKS.replay is None:
         raise RuntimeError("identity replay needs patron.pipeline to be imported")
     for start in range(0, len(events), REPLAY_CHUNK):

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 
-from patron.collect.models import Event
+from patron.collect.models import Event, LogEntry
 from patron.core.clock import as_utc, utcnow
 from patron.identity.models import Person, PersonEvent
 from patron.profiles.models import ComputedState, ComputedTrait
@@ -71,7 +71,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def applies(trait: ComputedTrait, event: Event) -> bool:
+def applies(trait: ComputedTrait, event: LogEntry) -> bool:
     return trait.event is None or trait.event == event.event
 
 
@@ -79,7 +79,7 @@ def _key(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def step(trait: ComputedTrait, state: dict[str, Any], event: Event) -> dict[str, Any]:
+def step(trait: ComputedTrait, state: dict[str, Any], event: LogEntry) -> dict[str, Any]:
     """The state after one more matching event."""
     fn = trait.function
     raw = _property(event.payload, trait.property)
@@ -146,7 +146,7 @@ def value_of(trait: ComputedTrait, state: dict[str, Any]) -> Any:
 
 
 def update_computed(
-    session: Session, events: Sequence[Event], owners: Mapping[int, uuid.UUID]
+    session: Session, events: Sequence[LogEntry], owners: Mapping[int, uuid.UUID]
 ) -> None:
     """Fold a batch of events into the running states of their persons' computed traits."""
     traits = definitions(session)

@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from patron.collect.models import Event
+from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
 from patron.identity.models import Person
 from patron.profiles.models import TraitRule, TraitValue
@@ -39,7 +39,7 @@ def value_hash(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-def observed_traits(event: Event) -> dict[str, Any]:
+def observed_traits(event: LogEntry) -> dict[str, Any]:
     """The person traits a message carries: identify traits, and context.traits on any call."""
     payload = event.payload
     found: dict[str, Any] = {}
@@ -149,10 +149,10 @@ def _write(
 
 
 def record_traits(
-    session: Session, events: Sequence[Event], owners: Mapping[int, uuid.UUID]
+    session: Session, events: Sequence[LogEntry], owners: Mapping[int, uuid.UUID]
 ) -> set[uuid.UUID]:
     """Add the batch's trait observations to each owner's values; returns persons changed."""
-    observations: list[tuple[uuid.UUID, Event, dict[str, Any]]] = []
+    observations: list[tuple[uuid.UUID, LogEntry, dict[str, Any]]] = []
     for e in events:
         person = owners.get(e.seq)
         traits = observed_traits(e) if person else {}

@@ -312,6 +312,41 @@ def test_a_merge_keeps_an_override_from_either_side_and_rescores_the_survivor(
         assert not list(session.scalars(select(LeadScore).where(LeadScore.stale)))
 
 
+def test_an_override_follows_a_chain_of_merges_made_in_one_batch(
+    client: TestClient, admin: User, tracker: Tracker, runtime: Runtime, lookup: Any
+) -> None:
+    for anonymous, email in (("desk", "first"), ("phone", "mid"), ("tablet", "new")):
+        tracker.send(
+            {"type": "identify", "anonymousId": anonymous, "traits": {"email": f"{email}@ex.com"}}
+        )
+    # Rules from now on: the persons in the middle of the chain have no score row yet.
+    add_rules(client, admin, GERMAN)
+    oldest = lookup(email="first@ex.com")["id"]
+    newest = lookup(email="new@ex.com")["id"]
+    body = {"value": 75, "reason": "Met at the fair"}
+    put = f"/v1/persons/{newest}/scores/lead_score"
+    assert client.put(put, json=body, headers=admin.headers).status_code == 200
+    # Processed together: the tablet's person merges into the phone's, then the phone's
+    # (holding it) into the desk's.
+    tracker.send(
+        {
+            "type": "track",
+            "anonymousId": "tablet",
+            "event": "Seen",
+            "context": {"traits": {"email": "mid@ex.com"}},
+        },
+        {
+            "type": "identify",
+            "anonymousId": "desk",
+            "traits": {"email": "mid@ex.com", "country": "DE"},
+        },
+    )
+    assert lookup(email="new@ex.com")["id"] == oldest
+    score = scores(client, admin, oldest)["lead_score"]
+    assert (score["value"], score["override"]["reason"]) == (75, "Met at the fair")
+    assert score["automatic"] == 20  # rescored once the merged traits were in
+
+
 def test_an_unmerge_marks_both_sides_for_the_refresh_job(
     client: TestClient, admin: User, people: People, runtime: Runtime
 ) -> None:

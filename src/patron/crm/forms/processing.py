@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from patron.auth.models import User
 from patron.auth.service import record_audit
-from patron.collect.models import Event, Source
+from patron.collect.models import Event, LogEntry, Source
 from patron.core.clock import utcnow
 from patron.crm.contacts import update_contact
 from patron.crm.events import FORM_SUBMITTED
@@ -42,7 +42,7 @@ LONGEST_RETRY = timedelta(hours=6)
 RETRY_BATCH = 100
 
 
-def after_forms(session: Session, events: Sequence[Event]) -> None:
+def after_forms(session: Session, events: Sequence[LogEntry]) -> None:
     """Processing step: the lead steps of the submissions whose track is in this batch."""
     tracks = [e for e in events if e.type == "track" and e.event == FORM_SUBMITTED]
     if not tracks:
@@ -60,7 +60,7 @@ def after_forms(session: Session, events: Sequence[Event]) -> None:
             attempt(session, submission, persons.get(event.seq), now)
 
 
-def _submission_id(event: Event) -> uuid.UUID | None:
+def _submission_id(event: LogEntry) -> uuid.UUID | None:
     properties = event.payload.get("properties")
     raw = properties.get("submission_id") if isinstance(properties, dict) else None
     try:
@@ -78,7 +78,7 @@ def _persons_of(session: Session, seqs: Sequence[int]) -> dict[int, uuid.UUID]:
     return {int(seq): person for seq, person in rows}
 
 
-def _pending(session: Session, event: Event) -> FormSubmission | None:
+def _pending(session: Session, event: LogEntry) -> FormSubmission | None:
     """The event's submission, if its lead steps have yet to run (a rebuild replays the
     log: a processed submission is left as it is)."""
     submission_id = _submission_id(event)

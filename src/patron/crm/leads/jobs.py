@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from patron.auth.service import Actor
-from patron.collect.models import Event
+from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
 from patron.core.settings import Settings
 from patron.crm.leads import predictive
@@ -30,7 +30,7 @@ REFRESH_SECONDS = 60.0
 ASSIGN_BATCH = 1000
 
 
-def score_touched(session: Session, batch: Sequence[Event]) -> None:
+def score_touched(session: Session, batch: Sequence[LogEntry]) -> None:
     """Processing step (after ``derive``): rescore the persons this batch's events belong
     to. CRM changes are events too, so a new lifecycle stage rescores its person here.
     Rules and the model are loaded once per step; nothing happens while there are none."""

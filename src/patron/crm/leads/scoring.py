@@ -397,31 +397,47 @@ def mark_stale(session: Session, persons: Sequence[uuid.UUID]) -> None:
         )
 
 
-def merge_scores(session: Session, survivor: uuid.UUID, merged: uuid.UUID) -> None:
-    """Merge hook: an override on either side survives on the survivor (both overridden:
-    the more recent human decision wins), and the survivor's scores are recomputed. The
-    merged person keeps its own rows, so an unmerge gives them back."""
+def carry_overrides(session: Session, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Merge hook (a group of merges, in the order they were made): an override on either
+    side survives on the survivor; both overridden, the more recent human decision wins.
+    The merged person keeps its own rows, so an unmerge gives them back. One query for the
+    whole group; a chain A into B into C carries A's override on to C."""
     session.flush()
-    rows = {
-        (r.person_id, r.kind): r
-        for r in session.scalars(
-            select(LeadScore).where(LeadScore.person_id.in_((survivor, merged)))
-        )
-    }
-    for kind in SCORE_KINDS:
-        theirs, mine = rows.get((merged, kind)), rows.get((survivor, kind))
-        if theirs is None or theirs.override_value is None or not _newer(theirs, mine):
-            continue
-        if mine is None:
-            mine = LeadScore(person_id=survivor, kind=kind, explanation={}, stale=False)
-            session.add(mine)
-        mine.override_value, mine.override_reason = theirs.override_value, theirs.override_reason
-        mine.override_by, mine.override_at = theirs.override_by, theirs.override_at
-        mine.value = mine.override_value
-    scorer = Scorer.load(session)
-    if scorer.idle and not rows:
-        return  # no rules, no model, no scores: merges cost nothing more
-    rescore(session, [survivor], scorer=scorer)
+    involved = list({p for pair in pairs for p in pair})
+    rows: dict[tuple[uuid.UUID, str], LeadScore] = {}
+    for start in range(0, len(involved), CHUNK):
+        chunk = involved[start : start + CHUNK]
+        for row in session.scalars(
+            select(LeadScore).where(
+                LeadScore.person_id.in_(chunk), LeadScore.override_value.is_not(None)
+            )
+        ):
+            rows[(row.person_id, row.kind)] = row
+    if not rows:
+        return  # nobody in the group was overridden: nothing to carry
+    survivors = {survivor for survivor, _ in pairs}
+    for row in session.scalars(select(LeadScore).where(LeadScore.person_id.in_(list(survivors)))):
+        rows.setdefault((row.person_id, row.kind), row)
+    for survivor, merged in pairs:
+        for kind in SCORE_KINDS:
+            theirs, mine = rows.get((merged, kind)), rows.get((survivor, kind))
+            if theirs is None or theirs.override_value is None or not _newer(theirs, mine):
+                continue
+            if mine is None:
+                mine = LeadScore(person_id=survivor, kind=kind, explanation={}, stale=False)
+                session.add(mine)
+                rows[(survivor, kind)] = mine
+            mine.override_value = theirs.override_value
+            mine.override_reason = theirs.override_reason
+            mine.override_by, mine.override_at = theirs.override_by, theirs.override_at
+            mine.value = mine.override_value
+
+
+def rescore_survivors(session: Session, survivors: set[uuid.UUID]) -> None:
+    """After-merges hook: the survivors' scores are computed again from what they hold now
+    (their CRM fields and traits already merged). Survivors without rules, a model or a
+    score row cost one query per chunk."""
+    rescore(session, survivors, scorer=Scorer.load(session))
 
 
 def _newer(theirs: LeadScore, mine: LeadScore | None) -> bool:
