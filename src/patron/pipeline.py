@@ -80,8 +80,8 @@ INGEST_FIRST_SECONDS = 0.5
 def derive(session: Session, events: Sequence[LogEntry], settings: Settings) -> None:
     """Resolve each event to its person, then update that person's profile and companies."""
     owners = resolve_events(session, events, settings)
-    traits_changed = record_traits(session, events, owners)
-    refresh_visible(session, traits_changed)
+    recorded = record_traits(session, events, owners)
+    refresh_visible(session, recorded.persons, recorded.values)
     update_computed(session, events, owners)
     record_groups(session, events, owners)
     record_custom_values(session, events, owners)
@@ -89,7 +89,7 @@ def derive(session: Session, events: Sequence[LogEntry], settings: Settings) -> 
     # What a person is found by (names, emails, phones, companies) changes with their traits
     # and with identify, alias and group calls; other events leave it alone.
     linked = {owners[e.seq] for e in events if e.type in SEARCH_TYPES and e.seq in owners}
-    index_persons(session, traits_changed | linked)
+    index_persons(session, recorded.persons | linked)
 
 
 # Messages that can change what a person is found by, besides their traits.

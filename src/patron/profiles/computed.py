@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import Event, LogEntry
 from patron.core.clock import as_utc, utcnow
-from patron.identity.models import Person, PersonEvent
+from patron.identity.models import PersonEvent
+from patron.identity.service import loaded_persons
 from patron.profiles.models import ComputedState, ComputedTrait
 
 MAX_DISTINCT = 10_000  # values remembered for unique_count and most_frequent
@@ -224,7 +225,7 @@ def _publish(
     traits: Sequence[ComputedTrait],
     states: Mapping[tuple[uuid.UUID, int], ComputedState],
 ) -> None:
-    for person in session.scalars(select(Person).where(Person.id.in_(list(persons)))):
+    for person in loaded_persons(session, persons):
         person.computed = {
             t.name: value_of(t, row.state if (row := states.get((person.id, t.id))) else {})
             for t in traits

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
-from patron.identity.models import Person
+from patron.identity.service import loaded_persons
 from patron.profiles.models import TraitRule, TraitValue
 
 EMPTY: tuple[Any, ...] = (None, "", [], {})
@@ -148,10 +148,18 @@ def _write(
         )
 
 
+@dataclass
+class Recorded:
+    """What :func:`record_traits` changed: the persons, and every value they hold now."""
+
+    persons: set[uuid.UUID]
+    values: list[Value]
+
+
 def record_traits(
     session: Session, events: Sequence[LogEntry], owners: Mapping[int, uuid.UUID]
-) -> set[uuid.UUID]:
-    """Add the batch's trait observations to each owner's values; returns persons changed."""
+) -> Recorded:
+    """Add the batch's trait observations to each owner's values."""
     observations: list[tuple[uuid.UUID, LogEntry, dict[str, Any]]] = []
     for e in events:
         person = owners.get(e.seq)
@@ -160,7 +168,7 @@ def record_traits(
             observations.append((person, e, traits))
     touched = {p for p, _, _ in observations}
     if not touched:
-        return touched
+        return Recorded(touched, [])
     session.flush()
     existing = {(v.person_id, *v.key()): v for v in load_values(session, touched)}
     new: dict[tuple[uuid.UUID, str, str], Value] = {}
@@ -178,7 +186,7 @@ def record_traits(
                 if key not in new:
                     changed[key] = row
     _write(session, list(new.values()), [(v, v.person_id) for v in changed.values()])
-    return touched
+    return Recorded(touched, list(existing.values()))
 
 
 def load_rules(session: Session) -> dict[str, TraitRule]:
@@ -208,19 +216,24 @@ def _neg(key: tuple[datetime, int]) -> tuple[float, int]:
     return (-key[0].timestamp(), -key[1])
 
 
-def refresh_visible(session: Session, persons: Iterable[uuid.UUID]) -> None:
-    """Recompute the traits each person shows from their values and the survivorship rules."""
+def refresh_visible(
+    session: Session, persons: Iterable[uuid.UUID], values: Iterable[Value] | None = None
+) -> None:
+    """Recompute the traits each person shows from their values and the survivorship rules.
+
+    ``values``: every value of these persons, when the caller holds them already (as
+    :func:`record_traits` does); read otherwise."""
     ids = list(persons)
     if not ids:
         return
     rules = load_rules(session)
     grouped: dict[uuid.UUID, dict[str, list[Value]]] = defaultdict(lambda: defaultdict(list))
-    for row in load_values(session, ids):
+    for row in load_values(session, ids) if values is None else values:
         grouped[row.person_id][row.name].append(row)
-    for person in session.scalars(select(Person).where(Person.id.in_(ids))):
-        values = grouped.get(person.id, {})
+    for person in loaded_persons(session, ids):
+        held = grouped.get(person.id, {})
         person.traits = {
-            name: _winner(rows, rules.get(name)).value for name, rows in sorted(values.items())
+            name: _winner(rows, rules.get(name)).value for name, rows in sorted(held.items())
         }
         person.updated_at = utcnow()
 
