@@ -55,7 +55,12 @@ class Settings(BaseSettings):
         description="Run the processing loop inside `patron serve`. Turn off when "
         "separate `patron worker` processes do it.",
     )
-    process_batch_size: int = Field(500, description="Events the processor reads per step.")
+    process_batch_size: int = Field(
+        2000,
+        description="Most events the processor reads per step (the running loop sizes its "
+        "steps to hold the SQLite write lock about 50 ms; catching up and rebuilds take this "
+        "many).",
+    )
     process_idle_ms: int = Field(
         200, description="How long the processor sleeps when the log is drained."
     )

@@ -146,6 +146,8 @@ class Resolver:
     # Merges are decided at once (in memory) but written at the next write(), together:
     # a flush and three statements per merge were most of the cost of a merge-heavy batch.
     pending_merges: list[tuple[Merge, uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    # Persons whose updated_at this resolver set already (once is enough for a batch).
+    touched: set[uuid.UUID] = field(default_factory=set)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -313,8 +315,11 @@ class Resolver:
         """Attach one message to its person (creating or merging as needed); return its id."""
         identifiers, exempt = self._identifiers(event)
         while identifiers:
-            anchor = min(identifiers, key=lambda i: (self.policy.rule(i.kind).priority, i))
             owners = {i: o for i in identifiers if (o := self.owner(i)) is not None}
+            if len(owners) == len(identifiers) and len(set(owners.values())) == 1:
+                # The common case: every identifier already points at one person.
+                return self._apply(event, identifiers, owners)
+            anchor = min(identifiers, key=lambda i: (self.policy.rule(i.kind).priority, i))
             drop = self._problem(identifiers, owners, anchor, exempt)
             if drop is None:
                 return self._apply(event, identifiers, owners)
@@ -492,7 +497,9 @@ class Resolver:
         owners: dict[Identifier, uuid.UUID],
     ) -> uuid.UUID:
         found = {p: self.person(p) for p in set(owners.values())}
-        if found:
+        if len(found) == 1:
+            (survivor,) = found.values()
+        elif found:
             ordered = sorted(found.values(), key=lambda p: (p.created_seq, str(p.id)))
             survivor = ordered[0]
             for other in ordered[1:]:
@@ -543,13 +550,14 @@ class Resolver:
         self.identities_of(person_id).add(identifier)
 
     def _touch(self, person: Person, seen: datetime) -> None:
-        first = as_utc(person.first_seen) if person.first_seen else None
-        last = as_utc(person.last_seen) if person.last_seen else None
-        if first is None or seen < first:
+        first, last = person.first_seen, person.last_seen
+        if first is None or seen < as_utc(first):
             person.first_seen = seen
-        if last is None or seen > last:
+        if last is None or seen > as_utc(last):
             person.last_seen = seen
-        person.updated_at = utcnow()
+        if person.id not in self.touched:
+            self.touched.add(person.id)
+            person.updated_at = utcnow()
 
     def merge(
         self,
