@@ -95,6 +95,38 @@ def load_policy(session: Session, settings: Settings) -> Policy:
     )
 
 
+# Where a session keeps the persons resolvers loaded: its identity map holds objects only
+# weakly, so once a resolver was gone the handlers after it read every person again.
+_HELD_PERSONS = "patron.resolved_persons"
+
+
+def hold_persons(session: Session, persons: Iterable[Person]) -> None:
+    """Keep these persons in the session's identity map for as long as the session lives."""
+    held: list[Person] = session.info.setdefault(_HELD_PERSONS, [])
+    held.extend(persons)
+
+
+def loaded_persons(session: Session, person_ids: Iterable[uuid.UUID]) -> list[Person]:
+    """These persons (those that exist), as ``select(Person)`` would give them back: the
+    objects the session holds already, unrefreshed, and the rest read in chunks. A
+    processing batch's handlers each need the persons the resolver loaded; asking the
+    database again cost a query and a JSON decoding of every profile each time."""
+    found: list[Person] = []
+    missing: list[uuid.UUID] = []
+    identities = session.identity_map
+    for person_id in dict.fromkeys(person_ids):
+        # The key Session.identity_key(Person, person_id) makes, without its lookups.
+        held = identities.get((Person, (person_id,), None))
+        if isinstance(held, Person):
+            found.append(held)
+        else:
+            missing.append(person_id)
+    for start in range(0, len(missing), LOOKUP_CHUNK):
+        chunk = missing[start : start + LOOKUP_CHUNK]
+        found.extend(session.scalars(select(Person).where(Person.id.in_(chunk))))
+    return found
+
+
 @dataclass
 class Held:
     """An identity row as the resolver holds it: read and written with Core statements,
@@ -639,6 +671,7 @@ def resolve_events(
         if (person := resolver.resolve(e)) is not None:
             owners[e.seq] = person
     resolver.write()
+    hold_persons(session, resolver.persons.values())
     return {seq: resolver.survivor_of(person) for seq, person in owners.items()}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,27 +58,6 @@ def hold_processing(session: Session) -> None:
 
 
 # --- finding persons -------------------------------------------------------------------
-
-
-def loaded_persons(session: Session, person_ids: Iterable[uuid.UUID]) -> list[Person]:
-    """These persons (those that exist), as ``select(Person)`` would give them back: the
-    objects the session holds already, unrefreshed, and the rest read in chunks. A
-    processing batch's handlers each need the persons the resolver loaded; asking the
-    database again cost a query and a JSON decoding of every profile each time."""
-    held: list[Person] = []
-    missing: list[uuid.UUID] = []
-    identities = session.identity_map
-    for person_id in dict.fromkeys(person_ids):
-        # The key Session.identity_key(Person, person_id) makes, without its lookups.
-        found = identities.get((Person, (person_id,), None))
-        if isinstance(found, Person):
-            held.append(found)
-        else:
-            missing.append(person_id)
-    for start in range(0, len(missing), 500):
-        chunk = missing[start : start + 500]
-        held.extend(session.scalars(select(Person).where(Person.id.in_(chunk))))
-    return held
 
 
 def live_person(session: Session, person_id: uuid.UUID) -> Person:

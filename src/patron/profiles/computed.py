@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import Event, LogEntry
 from patron.core.clock import as_utc, utcnow
+from patron.identity.graph import loaded_persons
 from patron.identity.models import PersonEvent
-from patron.identity.service import loaded_persons
 from patron.profiles.models import ComputedState, ComputedTrait
 
 MAX_DISTINCT = 10_000  # values remembered for unique_count and most_frequent

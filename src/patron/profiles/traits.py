@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
-from patron.identity.service import loaded_persons
+from patron.identity.graph import loaded_persons
 from patron.profiles.models import TraitRule, TraitValue
 
 EMPTY: tuple[Any, ...] = (None, "", [], {})
