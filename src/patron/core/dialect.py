@@ -89,6 +89,24 @@ def insert_rows_ignoring_conflicts(
     :func:`driver_values`), JSON columns already serialised. Returns the rows inserted.
     Runs in the session's transaction.
     """
+    return _insert_rows(session, table, columns, rows, conflict)
+
+
+def insert_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> int:
+    """Insert ``rows`` through the driver's executemany, as
+    :func:`insert_rows_ignoring_conflicts` does, but a conflicting row is an error."""
+    return _insert_rows(session, table, columns, rows, None)
+
+
+def _insert_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    conflict: Sequence[str] | None,
+) -> int:
     if not rows:
         return 0
     postgres = dialect_name(session) == "postgresql"
@@ -101,8 +119,10 @@ def insert_rows_ignoring_conflicts(
     # Identifiers come from the Table and are quoted by the dialect; values are bound.
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "  # noqa: S608
-        f"VALUES ({values}) ON CONFLICT ({', '.join(map(quote, conflict))}) DO NOTHING"
+        f"VALUES ({values})"
     )
+    if conflict is not None:
+        sql += f" ON CONFLICT ({', '.join(map(quote, conflict))}) DO NOTHING"
     connection = session.connection().connection
     driver: Any = connection.driver_connection
     cursor = connection.cursor()

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
+from patron.core.dialect import driver_values, insert_rows
 from patron.core.settings import Settings
 from patron.identity.hooks import HOOKS
 from patron.identity.identifiers import (
@@ -152,6 +153,10 @@ _HELD_COLUMNS = (
 )
 
 
+_IDENTITY_COLUMNS = ("kind", "value", "person_id", "first_seq", "joins", "created_at")
+_PERSON_EVENTS = cast(Table, PersonEvent.__table__)
+
+
 @dataclass
 class Drop:
     identifier: Identifier
@@ -170,8 +175,9 @@ class Resolver:
     # flushing the session for every new person was most of the cost of resolving.
     new_persons: list[Person] = field(default_factory=list)
     new_rows: list[IdentityConflict] = field(default_factory=list)
-    # Which person each event belongs to, inserted without the ORM (one row per event).
-    new_events: list[dict[str, Any]] = field(default_factory=list)
+    # Which person each event belongs to (seq, person id), inserted through the driver:
+    # one row per event.
+    new_events: list[tuple[int, uuid.UUID]] = field(default_factory=list)
     # Each event's identifiers, extracted once for the batch's prefetch and reused.
     extracted: dict[int, list[Identifier]] = field(default_factory=dict)
     blocked_in_batch: bool = False
@@ -219,8 +225,9 @@ class Resolver:
             self.session.flush()
             self.new_rows = []
         if self.new_events:
-            table = cast(Table, PersonEvent.__table__)
-            self.session.connection().execute(insert(table), self.new_events)
+            person = driver_values(self.session).uuid
+            rows = [(seq, person(owner)) for seq, owner in self.new_events]
+            insert_rows(self.session, _PERSON_EVENTS, ("seq", "person_id"), rows)
             self.new_events = []
         if self.pending_merges:
             self._apply_merges()
@@ -233,20 +240,13 @@ class Resolver:
         connection = self.session.connection()
         fresh = [r for r in held if r.new]
         if fresh:
-            connection.execute(
-                insert(_IDENTITIES),
-                [
-                    {
-                        "kind": r.kind,
-                        "value": r.value,
-                        "person_id": r.person_id,
-                        "first_seq": r.first_seq,
-                        "joins": r.joins,
-                        "created_at": utcnow(),
-                    }
-                    for r in fresh
-                ],
-            )
+            to_driver = driver_values(self.session)
+            now = to_driver.datetime(utcnow())
+            rows = [
+                (r.kind, r.value, to_driver.uuid(r.person_id), r.first_seq, r.joins, now)
+                for r in fresh
+            ]
+            insert_rows(self.session, _IDENTITIES, _IDENTITY_COLUMNS, rows)
         counted = [r for r in held if r.dirty and not r.new]
         if counted:
             connection.execute(
@@ -558,7 +558,7 @@ class Resolver:
             if i not in owners:
                 self.attach(survivor.id, i, event.seq)
         self._touch(survivor, as_utc(event.timestamp))
-        self.new_events.append({"seq": event.seq, "person_id": survivor.id})
+        self.new_events.append((event.seq, survivor.id))
         return survivor.id
 
     # --- changes to the graph ------------------------------------------------------------

@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
 import orjson
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
+from patron.core.db import json_dumps
+from patron.core.dialect import driver_values, insert_rows
 from patron.identity.graph import loaded_persons
 from patron.profiles.models import TraitRule, TraitValue
 
@@ -137,7 +139,23 @@ def _write(
     """Insert new values; update changed ones (keyed by the person they were read under)."""
     connection = session.connection()
     if new:
-        connection.execute(insert(_TABLE), [v.row() for v in new])
+        to_driver = driver_values(session)
+        uid, when = to_driver.uuid, to_driver.datetime
+        rows = [
+            (
+                uid(v.person_id),
+                v.name,
+                v.value_hash,
+                json_dumps(v.value),
+                uid(v.source_id),
+                when(v.first_seen),
+                when(v.last_seen),
+                v.count,
+                v.last_seq,
+            )
+            for v in new
+        ]
+        insert_rows(session, _TABLE, COLUMNS, rows)
     if changed:
         connection.execute(
             _UPDATE,
