@@ -49,7 +49,7 @@ from sqlalchemy import func, select
 from patron.collect import service as collect_service
 from patron.core.db import create_db_engine
 from patron.core.migrations import upgrade
-from patron.core.runtime import Runtime
+from patron.core.runtime import Runtime, tune_garbage_collector
 from patron.core.settings import Settings
 from patron.demo import load_shop
 from patron.identity import linkage
@@ -88,6 +88,8 @@ def run_dialect(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
             upgrade(engine)
             engine.dispose()
             runtime = Runtime.start(settings)
+            # As the processes that process in production do (serve, worker).
+            tune_garbage_collector()
             try:
                 return measure(runtime, args)
             finally:

@@ -677,6 +677,7 @@ def rebuild(as_json: JsonFlag = False) -> None:
     from patron.pipeline import rebuild as run_rebuild
 
     runtime = start_runtime()
+    tune_garbage_collector()  # a long batch making millions of short-lived objects
     result = run_rebuild(runtime.sessions, runtime.settings)
     emit(
         {"events": result.events, "decisions": result.decisions, "orphans": result.orphans},

@@ -186,6 +186,10 @@ class Resolver:
     pending_merges: list[tuple[Merge, uuid.UUID, uuid.UUID]] = field(default_factory=list)
     # Persons whose updated_at this resolver set already (once is enough for a batch).
     touched: set[uuid.UUID] = field(default_factory=set)
+    # Held persons by the person they point at (merged_into), so that a merge re-points
+    # the ones merged earlier without walking every person of the batch. May hold stale
+    # entries (a revived person); each is checked before use.
+    merged_from: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=dict)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -210,7 +214,12 @@ class Resolver:
         for start in range(0, len(missing), LOOKUP_CHUNK):
             chunk = missing[start : start + LOOKUP_CHUNK]
             for person in self.session.scalars(select(Person).where(Person.id.in_(chunk))):
-                self.persons[person.id] = person
+                self._hold(person)
+
+    def _hold(self, person: Person) -> None:
+        self.persons[person.id] = person
+        if person.merged_into is not None:
+            self.merged_from.setdefault(person.merged_into, set()).add(person.id)
 
     def write(self) -> None:
         """Write the new persons, then the rows that point at them, then apply the merges
@@ -303,7 +312,7 @@ class Resolver:
         found = self.persons.get(person_id) or self.session.get(Person, person_id)
         if found is None:
             raise LookupError(f"person {person_id} vanished during resolution")
-        self.persons[person_id] = found
+        self._hold(found)
         return found
 
     def identities_of(self, person_id: uuid.UUID) -> set[Identifier]:
@@ -573,7 +582,7 @@ class Resolver:
             person.merged_into, person.traits, person.computed = None, {}, {}
             person.first_seen = person.last_seen = None
         person.first_seen = person.last_seen = seen
-        self.persons[person_id] = person
+        self._hold(person)
         self.members[person_id] = set()
         return person
 
@@ -623,9 +632,13 @@ class Resolver:
         survivor_ids |= merged_ids
         self.members[merged.id] = set()
         merged.merged_into = survivor.id
-        for earlier in self.persons.values():
+        pointing = self.merged_from.setdefault(survivor.id, set())
+        pointing.add(merged.id)
+        for earlier_id in self.merged_from.pop(merged.id, ()):
+            earlier = self.persons[earlier_id]
             if earlier.merged_into == merged.id:
                 earlier.merged_into = survivor.id
+                pointing.add(earlier_id)
         if merged.first_seen:
             self._touch(survivor, as_utc(merged.first_seen))
         if merged.last_seen:
