@@ -65,6 +65,8 @@ class Policy:
     normaliser: Normaliser
     separations: tuple[tuple[frozenset[str], frozenset[str]], ...]
     supernode_limit: int
+    # What raw values came to under this normaliser and block list (see ``extract``).
+    memo: dict[tuple[str, str], Identifier | None] = field(default_factory=dict)
 
     def rule(self, kind: str) -> Rule:
         found = self.rules.get(kind)
@@ -309,7 +311,10 @@ class Resolver:
         raise LookupError(f"a cycle of merges through person {person_id}")
 
     def person(self, person_id: uuid.UUID) -> Person:
-        found = self.persons.get(person_id) or self.session.get(Person, person_id)
+        held = self.persons.get(person_id)
+        if held is not None:
+            return held
+        found = self.session.get(Person, person_id)
         if found is None:
             raise LookupError(f"person {person_id} vanished during resolution")
         self._hold(found)
@@ -529,6 +534,7 @@ class Resolver:
             )
         )
         self.policy.blocked.add(BlockEntry(identifier.kind, identifier.value, False))
+        self.policy.memo.clear()
         self.blocked_in_batch = True
 
     def _apply(
@@ -655,6 +661,7 @@ def extract_from(event: LogEntry, policy: Policy) -> list[Identifier]:
         rules=policy.rules,
         normaliser=policy.normaliser,
         blocked=policy.blocked,
+        memo=policy.memo,
     )
 
 

@@ -203,8 +203,13 @@ def extract(
     rules: Mapping[str, Rule],
     normaliser: Normaliser,
     blocked: BlockList,
+    memo: dict[tuple[str, str], Identifier | None] | None = None,
 ) -> list[Identifier]:
-    """Every usable identifier of a message, normalised, blocked values left out."""
+    """Every usable identifier of a message, normalised, blocked values left out.
+
+    ``memo`` remembers what each raw text value of a kind came to, for callers that extract
+    from many messages under one normaliser and block list (and clear it when either
+    changes): the same ids come back in message after message."""
     raw: list[tuple[str, Any]] = [
         (USER_ID, payload.get("userId")),
         (ANONYMOUS_ID, payload.get("anonymousId")),
@@ -217,13 +222,25 @@ def extract(
     for kind, value in raw:
         if value is None:
             continue
-        normal = normaliser.normalise(kind, value)
-        if normal is None:
-            continue
-        identifier = Identifier(kind, normal)
-        if not blocked.blocks(identifier):
+        if memo is not None and type(value) is str:
+            key = (kind, value)
+            if key in memo:
+                identifier = memo[key]
+            else:
+                identifier = memo[key] = _usable(kind, value, normaliser, blocked)
+        else:
+            identifier = _usable(kind, value, normaliser, blocked)
+        if identifier is not None:
             seen[identifier] = None
     return list(seen)
+
+
+def _usable(kind: str, value: Any, normaliser: Normaliser, blocked: BlockList) -> Identifier | None:
+    normal = normaliser.normalise(kind, value)
+    if normal is None:
+        return None
+    identifier = Identifier(kind, normal)
+    return None if blocked.blocks(identifier) else identifier
 
 
 def alias_previous(
