@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from patron.auth.service import Actor
 from patron.collect.models import LogEntry
 from patron.core.clock import utcnow
+from patron.core.ids import new_id
 from patron.crm.access import live_company, readable_companies
 from patron.crm.models import Company, PersonCompany
 from patron.crm.search import index_companies
@@ -30,12 +31,13 @@ def record_groups(
         for c in session.scalars(select(Company).where(Company.group_id.in_(keys)))
     }
     renamed: set[str] = set()
+    linking: list[tuple[uuid.UUID, uuid.UUID, str | None, int]] = []
     for e in groups:
         group_id = str(e.payload.get("groupId"))
         traits: dict[str, Any] = e.payload.get("traits") or {}
         company = companies.get(group_id)
         if company is None:
-            company = Company(group_id=group_id, traits={})
+            company = Company(id=new_id(), group_id=group_id, traits={})
             session.add(company)
             companies[group_id] = company
             renamed.add(group_id)
@@ -46,11 +48,38 @@ def record_groups(
         company.updated_at = utcnow()
         person = owners.get(e.seq)
         if person is not None:
-            session.flush()
-            link_person(session, person, company.id, role=_role(e), seq=e.seq)
+            linking.append((person, company.id, _role(e), e.seq))
+    _link_all(session, linking)
     # New or renamed companies are found by their name, and so are the people at them.
     session.flush()
     index_companies(session, [companies[g].id for g in renamed])
+
+
+def _link_all(
+    session: Session, linking: Sequence[tuple[uuid.UUID, uuid.UUID, str | None, int]]
+) -> None:
+    """:func:`link_person` for each (person, company, role, seq) in order, with the links
+    that exist read in one query (a flush and a query per group call cost more)."""
+    if not linking:
+        return
+    persons = list({person for person, _, _, _ in linking})
+    found = {
+        (link.person_id, link.company_id): link
+        for link in session.scalars(
+            select(PersonCompany).where(
+                PersonCompany.person_id.in_(persons),
+                PersonCompany.company_id.in_(list({c for _, c, _, _ in linking})),
+            )
+        )
+    }
+    for person, company, role, seq in linking:
+        link = found.get((person, company))
+        if link is None:
+            link = PersonCompany(person_id=person, company_id=company, role=role, since_seq=seq)
+            session.add(link)
+            found[(person, company)] = link
+        elif role:
+            link.role = role
 
 
 def _role(event: LogEntry) -> str | None:
