@@ -100,6 +100,38 @@ def insert_rows(
     return _insert_rows(session, table, columns, rows, None)
 
 
+def update_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    keys: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """``UPDATE table SET columns WHERE keys`` for each row (the new values of ``columns``,
+    then the values of ``keys``), through the driver's executemany: values as for
+    :func:`insert_rows`."""
+    if not rows:
+        return
+    postgres = dialect_name(session) == "postgresql"
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    mark = "%s" if postgres else "?"
+
+    def bound(name: str) -> str:
+        cast_json = postgres and isinstance(table.c[name].type, JSON)
+        return f"{quote(name)} = {mark}{'::jsonb' if cast_json else ''}"
+
+    # Identifiers come from the Table and are quoted by the dialect; values are bound.
+    sql = (
+        f"UPDATE {quote(table.name)} SET {', '.join(map(bound, columns))} "  # noqa: S608
+        f"WHERE {' AND '.join(map(bound, keys))}"
+    )
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
 def _insert_rows(
     session: Session,
     table: Table,

@@ -236,8 +236,9 @@ class Resolver:
             self.session.flush()
             self.new_rows = []
         if self.new_events:
-            person = driver_values(self.session).uuid
-            rows = [(seq, person(owner)) for seq, owner in self.new_events]
+            to_driver = driver_values(self.session).uuid
+            owners = {owner: to_driver(owner) for owner in {o for _, o in self.new_events}}
+            rows = [(seq, owners[owner]) for seq, owner in self.new_events]
             insert_rows(self.session, _PERSON_EVENTS, ("seq", "person_id"), rows)
             self.new_events = []
         if self.pending_merges:

@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
 import orjson
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from patron.collect.models import LogEntry
 from patron.core.clock import as_utc, utcnow
 from patron.core.db import json_dumps
-from patron.core.dialect import driver_values, insert_rows
+from patron.core.dialect import driver_values, insert_rows, update_rows
 from patron.identity.graph import loaded_persons
 from patron.profiles.models import TraitRule, TraitValue
 
@@ -74,9 +74,6 @@ class Value:
     def key(self) -> tuple[str, str]:
         return (self.name, self.value_hash)
 
-    def row(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in COLUMNS}
-
     def absorb(self, other: Value) -> None:
         """Fold another observation of the same value into this one."""
         self.count += other.count
@@ -101,22 +98,9 @@ COLUMNS = (
     "last_seq",
 )
 _TABLE = cast(Table, TraitValue.__table__)
-_UPDATE = (
-    update(_TABLE)
-    .where(
-        _TABLE.c.person_id == bindparam("k_person"),
-        _TABLE.c.name == bindparam("k_name"),
-        _TABLE.c.value_hash == bindparam("k_hash"),
-    )
-    .values(
-        person_id=bindparam("person_id"),
-        source_id=bindparam("source_id"),
-        first_seen=bindparam("first_seen"),
-        last_seen=bindparam("last_seen"),
-        count=bindparam("count"),
-        last_seq=bindparam("last_seq"),
-    )
-)
+# What an update of a held value writes, and the key it was read under.
+_UPDATED = ("person_id", "source_id", "first_seen", "last_seen", "count", "last_seq")
+_KEY = ("person_id", "name", "value_hash")
 
 
 def load_values(session: Session, persons: Iterable[uuid.UUID]) -> list[Value]:
@@ -137,11 +121,10 @@ def _write(
     session: Session, new: Sequence[Value], changed: Sequence[tuple[Value, uuid.UUID]]
 ) -> None:
     """Insert new values; update changed ones (keyed by the person they were read under)."""
-    connection = session.connection()
+    to_driver = driver_values(session)
+    uid, when = to_driver.uuid, to_driver.datetime
     if new:
-        to_driver = driver_values(session)
-        uid, when = to_driver.uuid, to_driver.datetime
-        rows = [
+        inserted = [
             (
                 uid(v.person_id),
                 v.name,
@@ -155,15 +138,23 @@ def _write(
             )
             for v in new
         ]
-        insert_rows(session, _TABLE, COLUMNS, rows)
+        insert_rows(session, _TABLE, COLUMNS, inserted)
     if changed:
-        connection.execute(
-            _UPDATE,
-            [
-                {**v.row(), "k_person": was, "k_name": v.name, "k_hash": v.value_hash}
-                for v, was in changed
-            ],
-        )
+        updated = [
+            (
+                uid(v.person_id),
+                uid(v.source_id),
+                when(v.first_seen),
+                when(v.last_seen),
+                v.count,
+                v.last_seq,
+                uid(was),
+                v.name,
+                v.value_hash,
+            )
+            for v, was in changed
+        ]
+        update_rows(session, _TABLE, _UPDATED, _KEY, updated)
 
 
 @dataclass
