@@ -118,17 +118,40 @@ def _fold(value: ColumnElement[str] | str, dialect: str) -> ColumnElement[str]:
 
 
 def _upsert(session: Session, documents: Documents) -> None:
+    """Write these documents; one whose text and owner are as stored is left alone (no
+    write, and no re-indexing of its trigrams by the full-text triggers)."""
     insert = dialect_insert(session, SearchDocument.__table__)
     statement = insert.from_select(DOCUMENT_COLUMNS, documents)
+    excluded = statement.excluded
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["record_type", "record_id"],
-            set_={
-                "document": statement.excluded.document,
-                "owner_id": statement.excluded.owner_id,
-            },
+            set_={"document": excluded.document, "owner_id": excluded.owner_id},
+            where=or_(
+                SearchDocument.document.is_distinct_from(excluded.document),
+                SearchDocument.owner_id.is_distinct_from(excluded.owner_id),
+            ),
         )
     )
+
+
+def _rebuild(
+    session: Session,
+    record_type: str,
+    chunk: Sequence[uuid.UUID],
+    documents: Documents,
+    live: Select[uuid.UUID],
+) -> None:
+    """Documents of a chunk of records again: upserted for the ``live`` ones, removed for
+    the others (merged away, or gone)."""
+    session.execute(
+        delete(SearchDocument).where(
+            SearchDocument.record_type == record_type,
+            SearchDocument.record_id.in_(chunk),
+            SearchDocument.record_id.not_in(live),
+        )
+    )
+    _upsert(session, documents)
 
 
 def index_persons(session: Session, person_ids: Iterable[uuid.UUID]) -> None:
@@ -140,12 +163,9 @@ def index_persons(session: Session, person_ids: Iterable[uuid.UUID]) -> None:
     dialect = dialect_name(session)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        session.execute(
-            delete(SearchDocument).where(
-                SearchDocument.record_type == PERSON, SearchDocument.record_id.in_(chunk)
-            )
-        )
-        _upsert(session, _person_documents(dialect).where(Person.id.in_(chunk)))
+        live = select(Person.id).where(Person.id.in_(chunk), Person.merged_into.is_(None))
+        documents = _person_documents(dialect).where(Person.id.in_(chunk))
+        _rebuild(session, PERSON, chunk, documents, live)
 
 
 def forget_merged(session: Session, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
@@ -170,12 +190,9 @@ def index_companies(session: Session, company_ids: Iterable[uuid.UUID]) -> None:
     dialect = dialect_name(session)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        session.execute(
-            delete(SearchDocument).where(
-                SearchDocument.record_type == COMPANY, SearchDocument.record_id.in_(chunk)
-            )
-        )
-        _upsert(session, _company_documents(dialect).where(Company.id.in_(chunk)))
+        live = select(Company.id).where(Company.id.in_(chunk), Company.merged_into.is_(None))
+        documents = _company_documents(dialect).where(Company.id.in_(chunk))
+        _rebuild(session, COMPANY, chunk, documents, live)
         linked = select(PersonCompany.person_id).where(PersonCompany.company_id.in_(chunk))
         index_persons(session, list(session.scalars(linked)))
 
