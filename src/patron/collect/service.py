@@ -24,7 +24,7 @@ from patron.collect.messages import (
 )
 from patron.collect.messages import Message as NormalisedMessage
 from patron.collect.models import Event, EventKey, LogEntry, LoggedEvent, RejectedMessage, Source
-from patron.core.clock import utcnow
+from patron.core.clock import as_utc, utcnow
 from patron.core.db import json_dumps
 from patron.core.dialect import (
     driver_values,
@@ -549,7 +549,13 @@ def read_log(
     rows = session.execute(
         select(*_LOGGED_COLUMNS).where(*conditions).order_by(_EVENTS.c.seq).limit(limit)
     )
-    return [LoggedEvent._make(row) for row in rows]
+    # Times in UTC once here, not again by every handler that compares them.
+    return [
+        LoggedEvent(
+            seq, source, message, kind, name, user, anonymous, as_utc(at), as_utc(got), body
+        )
+        for seq, source, message, kind, name, user, anonymous, at, got, body in rows
+    ]
 
 
 def record_event_keys(session: Session, events: Sequence[LogEntry]) -> None:

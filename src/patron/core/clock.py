@@ -11,6 +11,9 @@ def utcnow() -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     """Return ``value`` in UTC; naive values (SQLite hands them back) are taken as UTC."""
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is UTC:
+        return value  # the common case: already converted once
+    if zone is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

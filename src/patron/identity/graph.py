@@ -188,6 +188,8 @@ class Resolver:
     pending_merges: list[tuple[Merge, uuid.UUID, uuid.UUID]] = field(default_factory=list)
     # Persons whose updated_at this resolver set already (once is enough for a batch).
     touched: set[uuid.UUID] = field(default_factory=set)
+    # First and last seen of the persons this batch saw, until the next write().
+    seen: dict[uuid.UUID, list[datetime | None]] = field(default_factory=dict)
     # Held persons by the person they point at (merged_into), so that a merge re-points
     # the ones merged earlier without walking every person of the batch. May hold stale
     # entries (a revived person); each is checked before use.
@@ -226,6 +228,7 @@ class Resolver:
     def write(self) -> None:
         """Write the new persons, then the rows that point at them, then apply the merges
         made since the last write (in the order they were made)."""
+        self._write_spans()
         if self.new_persons:
             self.session.add_all(self.new_persons)
             self.session.flush()
@@ -587,8 +590,8 @@ class Resolver:
             self.new_persons.append(person)
         else:  # revived by a replay: it comes back with its own id
             person.merged_into, person.traits, person.computed = None, {}, {}
-            person.first_seen = person.last_seen = None
         person.first_seen = person.last_seen = seen
+        self.seen[person_id] = [seen, seen]
         self._hold(person)
         self.members[person_id] = set()
         return person
@@ -597,15 +600,41 @@ class Resolver:
         self.rows[identifier] = Held(identifier.kind, identifier.value, person_id, seq, new=True)
         self.identities_of(person_id).add(identifier)
 
+    def _span(self, person: Person) -> list[datetime | None]:
+        """When the person was first and last seen, as this batch knows it (written to the
+        person at :meth:`write`: setting mapped attributes for every event cost more than
+        resolving it)."""
+        span = self.seen.get(person.id)
+        if span is None:
+            if person.id not in self.persons:  # handed in by a caller (a decided merge)
+                self._hold(person)
+            first, last = person.first_seen, person.last_seen
+            span = [as_utc(first) if first else None, as_utc(last) if last else None]
+            self.seen[person.id] = span
+        return span
+
     def _touch(self, person: Person, seen: datetime) -> None:
-        first, last = person.first_seen, person.last_seen
-        if first is None or seen < as_utc(first):
-            person.first_seen = seen
-        if last is None or seen > as_utc(last):
-            person.last_seen = seen
+        span = self._span(person)
+        first, last = span
+        if first is None or seen < first:
+            span[0] = seen
+        if last is None or seen > last:
+            span[1] = seen
         if person.id not in self.touched:
             self.touched.add(person.id)
             person.updated_at = utcnow()
+
+    def _write_spans(self) -> None:
+        for person_id, (first, last) in self.seen.items():
+            person = self.persons[person_id]
+            # Compared in UTC: SQLite hands stored times back without a zone.
+            if first is not None and (
+                person.first_seen is None or as_utc(person.first_seen) != first
+            ):
+                person.first_seen = first
+            if last is not None and (person.last_seen is None or as_utc(person.last_seen) != last):
+                person.last_seen = last
+        self.seen.clear()
 
     def merge(
         self,
@@ -646,10 +675,9 @@ class Resolver:
             if earlier.merged_into == merged.id:
                 earlier.merged_into = survivor.id
                 pointing.add(earlier_id)
-        if merged.first_seen:
-            self._touch(survivor, as_utc(merged.first_seen))
-        if merged.last_seen:
-            self._touch(survivor, as_utc(merged.last_seen))
+        for seen in self._span(merged):
+            if seen is not None:
+                self._touch(survivor, seen)
         self.pending_merges.append((record, survivor.id, merged.id))
         return record
 
