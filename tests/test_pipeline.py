@@ -90,3 +90,16 @@ def test_due_jobs_run_on_their_interval_and_a_failure_spares_the_others(
     # Both are stamped as run, so neither repeats before its interval is up again.
     processor.run_due_jobs(last_run)
     assert ran == ["broken", "counting"]
+
+
+def test_running_steps_hold_the_lock_briefly_while_ingest_writes_and_longer_otherwise() -> None:
+    # 1,000 events took 0.1 s: 10,000 a second.
+    busy = pipeline.next_step_size(1000, 0.1, most=2000, ingest_writing=True)
+    quiet = pipeline.next_step_size(1000, 0.1, most=2000, ingest_writing=False)
+    assert busy == int(10_000 * pipeline.STEP_SECONDS)
+    assert quiet == 2000  # 0.25 s would be 2,500 events; the batch size caps it
+    # Growth at most doubles a step, and a slow step never goes below the minimum.
+    assert pipeline.next_step_size(100, 0.001, most=2000, ingest_writing=False) == 200
+    assert pipeline.next_step_size(100, 60.0, most=2000, ingest_writing=True) == (
+        pipeline.MIN_STEP_EVENTS
+    )

@@ -26,7 +26,7 @@ from patron.collect.imports import CUSTOM_VALUES, PERSON_CLASSIFIER, RECORD_KIND
 from patron.collect.models import Event, LogEntry, ProcessingCursor
 from patron.collect.service import read_log, record_event_keys
 from patron.core.clock import utcnow
-from patron.core.db import analyze, write_turn
+from patron.core.db import analyze, ingest_waiting, write_turn
 from patron.core.dialect import lock_row_for_update
 from patron.core.settings import Settings
 from patron.crm import imports as crm_imports
@@ -70,11 +70,22 @@ log = logging.getLogger("patron.pipeline")
 Handler = Callable[[Session, Sequence[LogEntry]], None]
 # Sliding windows lose old events by the hour; a quarter hour keeps them close enough.
 WINDOW_REFRESH_SECONDS = 900
-# How long a step of the running loop aims to hold the write lock, the fewest events it
-# takes at once, and how long it lets ingest go first (SQLite; see Processor.run).
+# How long a step of the running loop aims to hold the write lock while ingest writes
+# (and while it does not: catching up), the fewest events it takes at once, and how long
+# it lets ingest go first (SQLite; see Processor.run).
 STEP_SECONDS = 0.05
+CATCH_UP_SECONDS = 0.25
 MIN_STEP_EVENTS = 20
 INGEST_FIRST_SECONDS = 0.5
+
+
+def next_step_size(events: int, held_seconds: float, *, most: int, ingest_writing: bool) -> int:
+    """How many events the running loop takes next after a full step of ``events`` that
+    held the lock ``held_seconds``: as many as fit the time it may hold the lock (short
+    while ingest writes, longer when it does not), at most twice as many as before."""
+    target = STEP_SECONDS if ingest_writing else CATCH_UP_SECONDS
+    scaled = int(events * target / max(held_seconds, 1e-3))
+    return max(MIN_STEP_EVENTS, min(most, scaled, 2 * events))
 
 
 def derive(session: Session, events: Sequence[LogEntry], settings: Settings) -> None:
@@ -261,8 +272,9 @@ class Processor:
 
         While ingest is writing, a step waits for a gap (up to ``INGEST_FIRST_SECONDS``)
         and its batch shrinks to hold the write lock about ``STEP_SECONDS``, so answers to
-        clients are not held up behind a long step; processing catches up when ingest is
-        quiet. When the log is drained, windowed computed traits are refreshed every
+        clients are not held up behind a long step; when ingest is quiet, steps grow to
+        ``CATCH_UP_SECONDS`` (at most ``batch_size`` events) and processing catches up.
+        When the log is drained, windowed computed traits are refreshed every
         ``WINDOW_REFRESH_SECONDS``, and record linkage runs over what changed every
         ``match_interval_seconds`` (the first time one interval after start), and so do
         the :data:`JOBS` whose interval has passed.
@@ -286,8 +298,12 @@ class Processor:
                     stop.wait(idle_seconds)
                     continue
                 if handled == limit:
-                    scaled = int(limit * STEP_SECONDS / max(self.held_seconds, 1e-3))
-                    limit = max(MIN_STEP_EVENTS, min(self.batch_size, scaled, 2 * limit))
+                    limit = next_step_size(
+                        handled,
+                        self.held_seconds,
+                        most=self.batch_size,
+                        ingest_writing=ingest_waiting(self.sessions.kw["bind"]),
+                    )
             except Exception:
                 # A bad step is rolled back and retried; the loop must outlive it.
                 log.exception("processing step failed; retrying")

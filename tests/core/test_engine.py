@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from patron.core.db import create_db_engine
+from patron.core.db import create_db_engine, ingest_waiting, write_turn
 from patron.core.settings import Settings
 
 
@@ -23,5 +23,19 @@ def test_each_connection_starts_with_the_dialects_settings(database_url: str) ->
                 # Reports and counts over millions of rows are costed past jit_above_cost;
                 # compiling them cost more than it saved (see patron.core.db).
                 assert connection.exec_driver_sql("SHOW jit").scalar() == "off"
+    finally:
+        engine.dispose()
+
+
+def test_ingest_waiting_tells_whether_an_ingest_writer_holds_or_awaits_its_turn(
+    database_url: str,
+) -> None:
+    engine = create_db_engine(Settings(), database_url)
+    try:
+        assert ingest_waiting(engine) is False
+        with write_turn(engine, ingest=True):
+            # On SQLite the processor sees the ingest writer; PostgreSQL has no turns.
+            assert ingest_waiting(engine) is (engine.dialect.name == "sqlite")
+        assert ingest_waiting(engine) is False
     finally:
         engine.dispose()

@@ -245,6 +245,23 @@ def _wait_for_no_ingest(path: str, seconds: float) -> None:
         os.close(fd)
 
 
+def ingest_waiting(engine: Engine) -> bool:
+    """Whether an ingest writer is writing this SQLite file or waiting to (see
+    :func:`write_turn`) right now; always False on PostgreSQL, where ingest does not wait
+    for the processor's transaction."""
+    path = sqlite_path(engine)
+    if path is None:
+        return False
+    fd = os.open(f"{path}-ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock if it was taken
+    return False
+
+
 def sqlite_path(engine: Engine) -> str | None:
     """The file of a SQLite database (None for PostgreSQL and in-memory databases)."""
     url = engine.url
