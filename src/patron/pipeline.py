@@ -179,8 +179,9 @@ class Processor:
     sessions: sessionmaker[Session]
     name: str = "main"
     # What a step costs besides its events (a commit, each handler's queries) is spread over
-    # more of them: 2,000 processed about a quarter faster than 500.
-    batch_size: int = 2000
+    # more of them: at 10,000 customers, 2,000 processed about 40% faster than 500, and
+    # 5,000 about 10% faster than 2,000.
+    batch_size: int = 5000
     settings: Settings = field(default_factory=Settings)
     handlers: Sequence[Handler] = ()
     # Read-only sessions for record linkage's scoring (falls back to ``sessions``).

@@ -56,10 +56,10 @@ class Settings(BaseSettings):
         "separate `patron worker` processes do it.",
     )
     process_batch_size: int = Field(
-        2000,
-        description="Most events the processor reads per step (the running loop sizes its "
-        "steps to hold the SQLite write lock about 50 ms; catching up and rebuilds take this "
-        "many).",
+        5000,
+        description="Most events the processor reads per step. The running loop sizes its "
+        "steps to hold the SQLite write lock about 50 ms while ingest writes and 250 ms "
+        "while it does not; rebuilds take this many.",
     )
     process_idle_ms: int = Field(
         200, description="How long the processor sleeps when the log is drained."
