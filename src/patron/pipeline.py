@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -89,18 +90,29 @@ def next_step_size(events: int, held_seconds: float, *, most: int, ingest_writin
 
 
 def derive(session: Session, events: Sequence[LogEntry], settings: Settings) -> None:
-    """Resolve each event to its person, then update that person's profile and companies."""
-    owners = resolve_events(session, events, settings)
+    """Resolve each event to its person, then update that person's profile and companies.
+
+    The survivors of the batch's merges are refreshed with the batch's other persons (the
+    after-merge hooks' work is part of the steps below), not in a pass of their own."""
+    survivors: set[uuid.UUID] = set()
+    owners = resolve_events(session, events, settings, survivors=survivors)
     recorded = record_traits(session, events, owners)
     refresh_visible(session, recorded.persons, recorded.values)
+    refresh_visible(session, survivors - recorded.persons)
     update_computed(session, events, owners)
+    # Survivors merged again later in the batch hold no event of it.
+    publish_survivors(session, survivors - set(owners.values()))
     record_groups(session, events, owners)
     record_custom_values(session, events, owners)
     attach_waiting_activities(session, events, owners)
     # What a person is found by (names, emails, phones, companies) changes with their traits
     # and with identify, alias and group calls; other events leave it alone.
     linked = {owners[e.seq] for e in events if e.type in SEARCH_TYPES and e.seq in owners}
-    index_persons(session, recorded.persons | linked)
+    index_persons(session, recorded.persons | linked | survivors)
+    rescore_survivors(session, survivors)
+    for hook in HOOKS.after_merges:
+        if hook not in SETTLED_BY_DERIVE:
+            hook(session, survivors)
 
 
 # Messages that can change what a person is found by, besides their traits.
@@ -109,7 +121,8 @@ SEARCH_TYPES = frozenset({"identify", "alias", "group"})
 HOOKS.merged_many[:] = [move_traits, move_computed, move_links, forget_merged, carry_overrides]
 HOOKS.merged[:] = [fill_from_merged, merge_touches]
 # Scores last: they read the survivors' merged CRM fields and refreshed traits.
-HOOKS.after_merges[:] = [refresh_survivors, publish_survivors, rescore_survivors, index_persons]
+SETTLED_BY_DERIVE = (refresh_survivors, publish_survivors, rescore_survivors, index_persons)
+HOOKS.after_merges[:] = SETTLED_BY_DERIVE
 HOOKS.reset[:] = [forget_traits, forget_computed, forget_links, mark_stale]
 HOOKS.replay = derive
 CUSTOM_VALUES[:] = [import_checker]

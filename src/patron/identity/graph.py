@@ -188,6 +188,9 @@ class Resolver:
     pending_merges: list[tuple[Merge, uuid.UUID, uuid.UUID]] = field(default_factory=list)
     # Persons whose updated_at this resolver set already (once is enough for a batch).
     touched: set[uuid.UUID] = field(default_factory=set)
+    # When set, merges leave refreshing their survivors (``HOOKS.after_merges``) to the
+    # caller and collect them here.
+    survivors: set[uuid.UUID] | None = None
     # First and last seen of the persons this batch saw, until the next write().
     seen: dict[uuid.UUID, list[datetime | None]] = field(default_factory=dict)
     # Held persons by the person they point at (merged_into), so that a merge re-points
@@ -297,7 +300,12 @@ class Resolver:
                 update(table).where(target == bindparam("from")).values({column: bindparam("to")}),
                 moves,
             )
-        HOOKS.on_merges(session, [(survivor, merged) for _, survivor, merged in pairs])
+        survivors = [(survivor, merged) for _, survivor, merged in pairs]
+        if self.survivors is None:
+            HOOKS.on_merges(session, survivors)
+        else:  # the caller refreshes them (see resolve_events)
+            HOOKS.on_merges(session, survivors, settle=False)
+            self.survivors.update(survivor for survivor, _ in survivors)
 
     def owner(self, identifier: Identifier) -> uuid.UUID | None:
         if identifier not in self.rows:
@@ -695,14 +703,22 @@ def extract_from(event: LogEntry, policy: Policy) -> list[Identifier]:
 
 
 def resolve_events(
-    session: Session, events: Sequence[LogEntry], settings: Settings
+    session: Session,
+    events: Sequence[LogEntry],
+    settings: Settings,
+    *,
+    survivors: set[uuid.UUID] | None = None,
 ) -> dict[int, uuid.UUID]:
     """Attach every event of a batch to its person, in log order; returns the person each
     event belongs to once the batch's merges are done (events without an identifier have
-    none)."""
+    none).
+
+    With ``survivors``, the survivors of the batch's merges are added to it and not
+    refreshed here: the caller refreshes them with the rest of the batch's persons (one
+    pass over all of them instead of one more for the survivors)."""
     if not events:
         return {}
-    resolver = Resolver(session, load_policy(session, settings))
+    resolver = Resolver(session, load_policy(session, settings), survivors=survivors)
     wanted: list[Identifier] = []
     for e in events:
         found = resolver.extracted[e.seq] = extract_from(e, resolver.policy)

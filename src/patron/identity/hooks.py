@@ -37,14 +37,24 @@ class Hooks:
     reset: list[ResetHook] = field(default_factory=list)
     replay: ReplayHook | None = None
 
-    def on_merges(self, session: Session, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
-        """Move what the merged persons own to their survivors, then refresh the survivors."""
+    def on_merges(
+        self,
+        session: Session,
+        pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
+        *,
+        settle: bool = True,
+    ) -> None:
+        """Move what the merged persons own to their survivors, then refresh the survivors
+        (unless ``settle`` is False: the caller refreshes them itself, with more)."""
         for many in self.merged_many:
             many(session, pairs)
         for survivor, merged in pairs:
             for hook in self.merged:
                 hook(session, survivor, merged)
-        survivors = {survivor for survivor, _ in pairs}
+        if settle:
+            self.settle(session, {survivor for survivor, _ in pairs})
+
+    def settle(self, session: Session, survivors: set[uuid.UUID]) -> None:
         for after in self.after_merges:
             after(session, survivors)
 

@@ -437,7 +437,8 @@ def rescore_survivors(session: Session, survivors: set[uuid.UUID]) -> None:
     """After-merges hook: the survivors' scores are computed again from what they hold now
     (their CRM fields and traits already merged). Survivors without rules, a model or a
     score row cost one query per chunk."""
-    rescore(session, survivors, scorer=Scorer.load(session))
+    if survivors:
+        rescore(session, survivors, scorer=Scorer.load(session))
 
 
 def _newer(theirs: LeadScore, mine: LeadScore | None) -> bool:
