@@ -178,7 +178,8 @@ def record_traits(
     touched = {p for p, _, _ in observations}
     if not touched:
         return Recorded(touched, [])
-    session.flush()
+    # Values are read and written with Core statements, and their persons exist (the
+    # resolver inserted the new ones): nothing of the session needs flushing first.
     existing = {(v.person_id, *v.key()): v for v in load_values(session, touched)}
     new: dict[tuple[uuid.UUID, str, str], Value] = {}
     changed: dict[tuple[uuid.UUID, str, str], Value] = {}
