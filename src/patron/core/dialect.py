@@ -114,11 +114,9 @@ def update_rows(
         return
     postgres = dialect_name(session) == "postgresql"
     quote = session.get_bind().dialect.identifier_preparer.quote
-    mark = "%s" if postgres else "?"
 
     def bound(name: str) -> str:
-        cast_json = postgres and isinstance(table.c[name].type, JSON)
-        return f"{quote(name)} = {mark}{'::jsonb' if cast_json else ''}"
+        return f"{quote(name)} = {_placeholder(table, name, postgres)}"
 
     # Identifiers come from the Table and are quoted by the dialect; values are bound.
     sql = (
@@ -132,6 +130,13 @@ def update_rows(
         cursor.close()
 
 
+def _placeholder(table: Table, column: str, postgres: bool) -> str:
+    """The driver's parameter marker for a value of ``column`` (JSON arrives serialised)."""
+    if not postgres:
+        return "?"
+    return "%s::jsonb" if isinstance(table.c[column].type, JSON) else "%s"
+
+
 def _insert_rows(
     session: Session,
     table: Table,
@@ -143,11 +148,7 @@ def _insert_rows(
         return 0
     postgres = dialect_name(session) == "postgresql"
     quote = session.get_bind().dialect.identifier_preparer.quote
-    mark = "%s" if postgres else "?"
-    values = ", ".join(
-        f"{mark}::jsonb" if postgres and isinstance(table.c[name].type, JSON) else mark
-        for name in columns
-    )
+    values = ", ".join(_placeholder(table, name, postgres) for name in columns)
     # Identifiers come from the Table and are quoted by the dialect; values are bound.
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "  # noqa: S608

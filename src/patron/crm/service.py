@@ -73,13 +73,8 @@ def _link_all(
         )
     }
     for person, company, role, seq in linking:
-        link = found.get((person, company))
-        if link is None:
-            link = PersonCompany(person_id=person, company_id=company, role=role, since_seq=seq)
-            session.add(link)
-            found[(person, company)] = link
-        elif role:
-            link.role = role
+        key = (person, company)
+        found[key] = _set_link(session, found.get(key), person, company, role=role, seq=seq)
 
 
 def _role(event: LogEntry) -> str | None:
@@ -93,10 +88,26 @@ def link_person(
     session: Session, person: uuid.UUID, company: uuid.UUID, *, role: str | None, seq: int | None
 ) -> None:
     link = session.get(PersonCompany, (person, company))
+    _set_link(session, link, person, company, role=role, seq=seq)
+
+
+def _set_link(
+    session: Session,
+    link: PersonCompany | None,
+    person: uuid.UUID,
+    company: uuid.UUID,
+    *,
+    role: str | None,
+    seq: int | None,
+) -> PersonCompany:
+    """The person's link to the company, made if ``link`` (the existing one) is None;
+    a role given replaces the link's."""
     if link is None:
-        session.add(PersonCompany(person_id=person, company_id=company, role=role, since_seq=seq))
+        link = PersonCompany(person_id=person, company_id=company, role=role, since_seq=seq)
+        session.add(link)
     elif role:
         link.role = role
+    return link
 
 
 def companies_of(

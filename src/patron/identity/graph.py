@@ -300,12 +300,12 @@ class Resolver:
                 update(table).where(target == bindparam("from")).values({column: bindparam("to")}),
                 moves,
             )
-        survivors = [(survivor, merged) for _, survivor, merged in pairs]
+        merges = [(survivor, merged) for _, survivor, merged in pairs]
         if self.survivors is None:
-            HOOKS.on_merges(session, survivors)
+            HOOKS.on_merges(session, merges)
         else:  # the caller refreshes them (see resolve_events)
-            HOOKS.on_merges(session, survivors, settle=False)
-            self.survivors.update(survivor for survivor, _ in survivors)
+            HOOKS.on_merges(session, merges, settle=False)
+            self.survivors.update(survivor for survivor, _ in merges)
 
     def owner(self, identifier: Identifier) -> uuid.UUID | None:
         if identifier not in self.rows:
@@ -426,10 +426,9 @@ class Resolver:
         anchor: Identifier,
         exempt: set[Identifier],
     ) -> Drop | None:
+        # (resolve() applies a message whose identifiers all point at one person itself.)
         persons = set(owners.values())
         new = [i for i in identifiers if i not in owners]
-        if len(persons) <= 1 and not new:
-            return None  # the common case: everything already points at one person
         anchor_person = owners.get(anchor)
         groups: list[set[Identifier]] = [set(self.identities_of(p)) for p in persons]
         if new:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -122,39 +122,29 @@ def _write(
 ) -> None:
     """Insert new values; update changed ones (keyed by the person they were read under)."""
     to_driver = driver_values(session)
-    uid, when = to_driver.uuid, to_driver.datetime
+    convert: dict[str, Callable[[Any], Any]] = {
+        "person_id": to_driver.uuid,
+        "source_id": to_driver.uuid,
+        "first_seen": to_driver.datetime,
+        "last_seen": to_driver.datetime,
+        "value": json_dumps,
+    }
+
+    def driven(v: Value, columns: Sequence[str]) -> tuple[Any, ...]:
+        """The values of ``columns`` as the driver takes them."""
+        return tuple(convert.get(c, _same)(getattr(v, c)) for c in columns)
+
     if new:
-        inserted = [
-            (
-                uid(v.person_id),
-                v.name,
-                v.value_hash,
-                json_dumps(v.value),
-                uid(v.source_id),
-                when(v.first_seen),
-                when(v.last_seen),
-                v.count,
-                v.last_seq,
-            )
-            for v in new
-        ]
-        insert_rows(session, _TABLE, COLUMNS, inserted)
+        insert_rows(session, _TABLE, COLUMNS, [driven(v, COLUMNS) for v in new])
     if changed:
         updated = [
-            (
-                uid(v.person_id),
-                uid(v.source_id),
-                when(v.first_seen),
-                when(v.last_seen),
-                v.count,
-                v.last_seq,
-                uid(was),
-                v.name,
-                v.value_hash,
-            )
-            for v, was in changed
+            (*driven(v, _UPDATED), to_driver.uuid(was), v.name, v.value_hash) for v, was in changed
         ]
         update_rows(session, _TABLE, _UPDATED, _KEY, updated)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclass
